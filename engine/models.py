@@ -1,0 +1,357 @@
+"""SQLModel tables: the topology, ownership, offerings, configuration and the audit log.
+
+Every row has an integer primary key for joins and a UUID as its external id (what the
+console and the API show and accept). Enumerated columns are stored as plain strings so
+that adding a state is a code change, not a schema migration; the allowed values live in
+the StrEnum classes below and the services check them.
+"""
+
+from __future__ import annotations
+
+import uuid as uuidlib
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from sqlalchemy import BigInteger, Column, Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    """Aware UTC; SQLModel's UTCDateTime stores it as UTC on every backend."""
+    return datetime.now(UTC)
+
+
+def new_uuid() -> str:
+    return str(uuidlib.uuid4())
+
+
+def _bytes_column(*, nullable: bool = False) -> Column:
+    # Byte counts pass 2**31 quickly; PostgreSQL INTEGER would overflow.
+    return Column(BigInteger, nullable=nullable, default=0)
+
+
+class AllocationState(StrEnum):
+    ENABLED = "Enabled"
+    DISABLED = "Disabled"
+
+
+class NetworkType(StrEnum):
+    BASIC = "Basic"
+    ADVANCED = "Advanced"
+
+
+class HostStatus(StrEnum):
+    """Connectivity, as the management server last saw it."""
+
+    CONNECTING = "Connecting"
+    UP = "Up"
+    DOWN = "Down"
+    DISCONNECTED = "Disconnected"
+    ALERT = "Alert"
+    ERROR = "Error"
+    REMOVED = "Removed"
+
+
+class ResourceState(StrEnum):
+    """Administrative intent for a host, separate from its connectivity."""
+
+    ENABLED = "Enabled"
+    DISABLED = "Disabled"
+    PREPARE_FOR_MAINTENANCE = "PrepareForMaintenance"
+    MAINTENANCE = "Maintenance"
+    ERROR_IN_MAINTENANCE = "ErrorInMaintenance"
+
+
+class StoragePoolStatus(StrEnum):
+    UP = "Up"
+    DOWN = "Down"
+    DISABLED = "Disabled"
+    PREPARE_FOR_MAINTENANCE = "PrepareForMaintenance"
+    MAINTENANCE = "Maintenance"
+    ERROR_IN_MAINTENANCE = "ErrorInMaintenance"
+
+
+class StorageScope(StrEnum):
+    CLUSTER = "CLUSTER"
+    ZONE = "ZONE"
+
+
+class AccountType(StrEnum):
+    ADMIN = "Admin"
+    DOMAIN_ADMIN = "DomainAdmin"
+    USER = "User"
+
+
+class OwnerState(StrEnum):
+    ENABLED = "enabled"
+    DISABLED = "disabled"
+    LOCKED = "locked"
+
+
+class Hypervisor(StrEnum):
+    KVM = "KVM"
+
+
+# --- ownership -------------------------------------------------------------------------
+
+
+class Domain(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    uuid: str = Field(default_factory=new_uuid, unique=True, max_length=36)
+    name: str = Field(max_length=255)
+    parent_id: int | None = Field(default=None, foreign_key="domain.id")
+    # Slash-separated path from ROOT ("ROOT/", "ROOT/customers/"), unique like CloudStack's.
+    path: str = Field(unique=True, max_length=1024)
+    created: datetime = Field(default_factory=utcnow)
+
+
+class Account(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("domain_id", "name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    uuid: str = Field(default_factory=new_uuid, unique=True, max_length=36)
+    name: str = Field(max_length=255)
+    domain_id: int = Field(foreign_key="domain.id", index=True)
+    account_type: str = Field(default=AccountType.USER, max_length=32)
+    state: str = Field(default=OwnerState.ENABLED, max_length=32)
+    created: datetime = Field(default_factory=utcnow)
+
+
+class User(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    uuid: str = Field(default_factory=new_uuid, unique=True, max_length=36)
+    username: str = Field(unique=True, max_length=255)
+    account_id: int = Field(foreign_key="account.id", index=True)
+    first_name: str = Field(default="", max_length=255)
+    last_name: str = Field(default="", max_length=255)
+    email: str = Field(default="", max_length=255)
+    state: str = Field(default=OwnerState.ENABLED, max_length=32)
+    created: datetime = Field(default_factory=utcnow)
+
+
+# --- infrastructure --------------------------------------------------------------------
+
+
+class Zone(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    uuid: str = Field(default_factory=new_uuid, unique=True, max_length=36)
+    name: str = Field(unique=True, max_length=255)
+    description: str = Field(default="", max_length=1024)
+    network_type: str = Field(default=NetworkType.ADVANCED, max_length=16)
+    dns1: str = Field(max_length=64)
+    dns2: str | None = Field(default=None, max_length=64)
+    internal_dns1: str = Field(max_length=64)
+    internal_dns2: str | None = Field(default=None, max_length=64)
+    # Advanced zones: the CIDR that isolated guest networks are carved from by default.
+    guest_cidr: str | None = Field(default=None, max_length=64)
+    network_domain: str | None = Field(default=None, max_length=255)
+    allocation_state: str = Field(default=AllocationState.ENABLED, max_length=16)
+    created: datetime = Field(default_factory=utcnow)
+
+
+class Pod(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("zone_id", "name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    uuid: str = Field(default_factory=new_uuid, unique=True, max_length=36)
+    zone_id: int = Field(foreign_key="zone.id", index=True)
+    name: str = Field(max_length=255)
+    gateway: str = Field(max_length=64)
+    netmask: str = Field(max_length=64)
+    # Derived from gateway and netmask; stored so overlap checks need no recomputation.
+    cidr: str = Field(max_length=64)
+    # The management range: addresses handed to hosts and system services of the pod.
+    start_ip: str = Field(max_length=64)
+    end_ip: str = Field(max_length=64)
+    allocation_state: str = Field(default=AllocationState.ENABLED, max_length=16)
+    created: datetime = Field(default_factory=utcnow)
+
+
+class Cluster(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("pod_id", "name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    uuid: str = Field(default_factory=new_uuid, unique=True, max_length=36)
+    zone_id: int = Field(foreign_key="zone.id", index=True)
+    pod_id: int = Field(foreign_key="pod.id", index=True)
+    name: str = Field(max_length=255)
+    hypervisor: str = Field(default=Hypervisor.KVM, max_length=32)
+    # Cluster-scope values of CloudStack settings; None inherits the global setting.
+    cpu_overprovisioning_factor: float | None = None
+    mem_overprovisioning_factor: float | None = None
+    cpu_disable_threshold: float | None = None
+    mem_disable_threshold: float | None = None
+    allocation_state: str = Field(default=AllocationState.ENABLED, max_length=16)
+    created: datetime = Field(default_factory=utcnow)
+
+
+class Host(SQLModel, table=True):
+    __table_args__ = (
+        UniqueConstraint("cluster_id", "name"),
+        Index("ix_host_zone_status", "zone_id", "status"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    uuid: str = Field(default_factory=new_uuid, unique=True, max_length=36)
+    zone_id: int = Field(foreign_key="zone.id")
+    pod_id: int = Field(foreign_key="pod.id", index=True)
+    cluster_id: int = Field(foreign_key="cluster.id", index=True)
+    name: str = Field(max_length=255)
+    uri: str = Field(unique=True, max_length=1024)
+    address: str | None = Field(default=None, max_length=64)
+    hypervisor: str = Field(default=Hypervisor.KVM, max_length=32)
+    hypervisor_version: str | None = Field(default=None, max_length=64)
+    libvirt_version: str | None = Field(default=None, max_length=64)
+    hostname: str | None = Field(default=None, max_length=255)
+    cpu_model: str | None = Field(default=None, max_length=255)
+    cpu_sockets: int = 1
+    cpu_cores: int  # total cores of the host, all sockets
+    cpu_mhz: int
+    memory_bytes: int = Field(sa_column=_bytes_column())
+    status: str = Field(default=HostStatus.UP, max_length=32)
+    resource_state: str = Field(default=ResourceState.ENABLED, max_length=32)
+    # Claimed capacity: `used` by running VMs, `reserved` for stopped VMs that may return.
+    cpu_used_mhz: int = Field(default=0, sa_column=_bytes_column())
+    cpu_reserved_mhz: int = Field(default=0, sa_column=_bytes_column())
+    memory_used_bytes: int = Field(default=0, sa_column=_bytes_column())
+    memory_reserved_bytes: int = Field(default=0, sa_column=_bytes_column())
+    # Bumped on every capacity or state change so an in-memory snapshot knows it is stale.
+    capacity_version: int = 0
+    last_seen: datetime | None = None
+    created: datetime = Field(default_factory=utcnow)
+
+
+class HostTag(SQLModel, table=True):
+    host_id: int = Field(foreign_key="host.id", primary_key=True, ondelete="CASCADE")
+    tag: str = Field(primary_key=True, max_length=255, index=True)
+
+
+class StoragePool(SQLModel, table=True):
+    """Primary storage: where the disks of running VMs live."""
+
+    __table_args__ = (UniqueConstraint("zone_id", "name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    uuid: str = Field(default_factory=new_uuid, unique=True, max_length=36)
+    zone_id: int = Field(foreign_key="zone.id", index=True)
+    pod_id: int | None = Field(default=None, foreign_key="pod.id", index=True)
+    cluster_id: int | None = Field(default=None, foreign_key="cluster.id", index=True)
+    name: str = Field(max_length=255)
+    scope: str = Field(default=StorageScope.CLUSTER, max_length=16)
+    pool_type: str = Field(default="dir", max_length=32)
+    server: str | None = Field(default=None, max_length=255)  # NFS server for netfs pools
+    path: str = Field(max_length=1024)
+    libvirt_pool_name: str = Field(max_length=255)
+    capacity_bytes: int = Field(default=0, sa_column=_bytes_column())
+    used_bytes: int = Field(default=0, sa_column=_bytes_column())
+    # Sum of the virtual sizes of the volumes (and cached templates) placed on the pool.
+    allocated_bytes: int = Field(default=0, sa_column=_bytes_column())
+    # Pool-scope values of CloudStack settings; None inherits the global setting.
+    overprovisioning_factor: float | None = None
+    capacity_disable_threshold: float | None = None
+    allocated_disable_threshold: float | None = None
+    status: str = Field(default=StoragePoolStatus.UP, max_length=32)
+    created: datetime = Field(default_factory=utcnow)
+
+
+class StoragePoolTag(SQLModel, table=True):
+    pool_id: int = Field(foreign_key="storagepool.id", primary_key=True, ondelete="CASCADE")
+    tag: str = Field(primary_key=True, max_length=255, index=True)
+
+
+class ImageStore(SQLModel, table=True):
+    """Secondary storage of a zone: templates, ISOs and volume snapshots."""
+
+    __table_args__ = (UniqueConstraint("zone_id", "name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    uuid: str = Field(default_factory=new_uuid, unique=True, max_length=36)
+    zone_id: int = Field(foreign_key="zone.id", index=True)
+    name: str = Field(max_length=255)
+    url: str = Field(max_length=1024)
+    protocol: str = Field(default="file", max_length=16)
+    capacity_bytes: int = Field(default=0, sa_column=_bytes_column())
+    used_bytes: int = Field(default=0, sa_column=_bytes_column())
+    read_only: bool = False
+    created: datetime = Field(default_factory=utcnow)
+
+
+# --- offerings -------------------------------------------------------------------------
+
+
+class ServiceOffering(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    uuid: str = Field(default_factory=new_uuid, unique=True, max_length=36)
+    name: str = Field(unique=True, max_length=255)
+    display_text: str = Field(default="", max_length=1024)
+    cpu_count: int
+    cpu_mhz: int
+    memory_bytes: int = Field(sa_column=_bytes_column())
+    # Comma-separated, normalised (sorted, unique), as CloudStack stores offering tags.
+    host_tags: str = Field(default="", max_length=1024)
+    storage_tags: str = Field(default="", max_length=1024)
+    offer_ha: bool = False
+    limit_cpu_use: bool = False
+    deployment_planner: str | None = Field(default=None, max_length=64)
+    is_system: bool = False
+    state: str = Field(default="Active", max_length=16)
+    created: datetime = Field(default_factory=utcnow)
+
+
+class DiskOffering(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    uuid: str = Field(default_factory=new_uuid, unique=True, max_length=36)
+    name: str = Field(unique=True, max_length=255)
+    display_text: str = Field(default="", max_length=1024)
+    disk_size_bytes: int = Field(default=0, sa_column=_bytes_column())
+    is_customized: bool = False
+    storage_tags: str = Field(default="", max_length=1024)
+    provisioning_type: str = Field(default="thin", max_length=16)
+    state: str = Field(default="Active", max_length=16)
+    created: datetime = Field(default_factory=utcnow)
+
+
+# --- configuration and audit -----------------------------------------------------------
+
+
+class Configuration(SQLModel, table=True):
+    """A CloudStack setting: its global value (None = default) and where it may be overridden."""
+
+    name: str = Field(primary_key=True, max_length=255)
+    category: str = Field(default="Advanced", max_length=64)
+    value: str | None = Field(default=None, max_length=4096)
+    default_value: str = Field(max_length=4096)
+    value_type: str = Field(max_length=16)  # int, float, bool, str
+    # Comma-separated scopes below global where an override is allowed.
+    scopes: str = Field(default="", max_length=255)
+    description: str = Field(default="", max_length=4096)
+    updated: datetime | None = None
+
+
+class ConfigurationOverride(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("name", "scope_type", "scope_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(foreign_key="configuration.name", max_length=255)
+    scope_type: str = Field(max_length=32)  # zone, cluster, storagepool, account
+    scope_id: int
+    value: str = Field(max_length=4096)
+    updated: datetime = Field(default_factory=utcnow)
+
+
+class Event(SQLModel, table=True):
+    """The audit log: who did what to which object, when, and the outcome."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    uuid: str = Field(default_factory=new_uuid, unique=True, max_length=36)
+    created: datetime = Field(default_factory=utcnow, index=True)
+    user_id: int | None = Field(default=None, foreign_key="user.id")
+    account_id: int | None = Field(default=None, foreign_key="account.id")
+    username: str = Field(max_length=255)
+    event_type: str = Field(max_length=64, index=True)  # CloudStack's names: ZONE.CREATE ...
+    level: str = Field(default="INFO", max_length=16)
+    state: str = Field(default="Completed", max_length=16)
+    resource_type: str = Field(max_length=64)
+    resource_uuid: str | None = Field(default=None, max_length=36)
+    resource_name: str = Field(default="", max_length=255)
+    description: str = Field(default="", max_length=4096)
