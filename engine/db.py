@@ -16,7 +16,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlmodel import Session
 
 from engine import paths
@@ -57,7 +57,15 @@ class Database:
         if self.is_sqlite:
             self.engine = self._sqlite_engine(parsed.database, echo)
         else:
-            self.engine = create_engine(self.url, echo=echo, pool_pre_ping=True)
+            try:
+                self.engine = create_engine(self.url, echo=echo, pool_pre_ping=True)
+            except (ArgumentError, ImportError) as exc:
+                # An unknown scheme (NoSuchModuleError) or a driver that is not installed.
+                raise DatabaseUnavailable(
+                    f"database URL {redacted(self.url)}: no usable driver for "
+                    f"'{parsed.drivername}' ({exc}); Stratus ships drivers for "
+                    "sqlite:/// and postgresql:// URLs"
+                ) from None
 
     @staticmethod
     def _sqlite_engine(database: str | None, echo: bool) -> Engine:
