@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, insert, update
+from sqlalchemy import case, func, insert, update
 from sqlmodel import Session, SQLModel, col, select
 
 from engine.context import Caller
@@ -1319,3 +1319,87 @@ def delete_image_store(caller: Caller, store_ref: str) -> None:
         record_event(
             session, caller, "IMAGE.STORE.DELETE", "ImageStore", store, "removed image store"
         )
+
+
+# --- overview --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClusterSummary:
+    uuid: str
+    name: str
+    allocation_state: str
+    hosts: int
+    hosts_up: int
+
+
+@dataclass(frozen=True)
+class PodSummary:
+    uuid: str
+    name: str
+    cidr: str
+    allocation_state: str
+    clusters: list[ClusterSummary]
+
+    @property
+    def hosts(self) -> int:
+        return sum(c.hosts for c in self.clusters)
+
+
+@dataclass(frozen=True)
+class ZoneSummary:
+    uuid: str
+    name: str
+    network_type: str
+    allocation_state: str
+    pods: list[PodSummary]
+
+    @property
+    def clusters(self) -> int:
+        return sum(len(p.clusters) for p in self.pods)
+
+    @property
+    def hosts(self) -> int:
+        return sum(p.hosts for p in self.pods)
+
+
+def topology_overview(caller: Caller) -> list[ZoneSummary]:
+    """Zones → pods → clusters with host counts, in three queries whatever the host count."""
+    with caller.db.read() as session:
+        counts = {
+            cluster_id: (int(total), int(up or 0))
+            for cluster_id, total, up in session.exec(
+                select(
+                    Host.cluster_id,
+                    func.count(),
+                    func.sum(case((col(Host.status) == HostStatus.UP, 1), else_=0)),
+                ).group_by(Host.cluster_id)
+            )
+        }
+        clusters: dict[int, list[ClusterSummary]] = {}
+        for cluster in session.exec(select(Cluster).order_by(Cluster.name)):
+            total, up = counts.get(cluster.id or 0, (0, 0))
+            clusters.setdefault(cluster.pod_id, []).append(
+                ClusterSummary(cluster.uuid, cluster.name, cluster.allocation_state, total, up)
+            )
+        pods: dict[int, list[PodSummary]] = {}
+        for pod in session.exec(select(Pod).order_by(Pod.name)):
+            pods.setdefault(pod.zone_id, []).append(
+                PodSummary(
+                    pod.uuid,
+                    pod.name,
+                    pod.cidr,
+                    pod.allocation_state,
+                    clusters.get(pod.id or 0, []),
+                )
+            )
+        return [
+            ZoneSummary(
+                zone.uuid,
+                zone.name,
+                zone.network_type,
+                zone.allocation_state,
+                pods.get(zone.id or 0, []),
+            )
+            for zone in session.exec(select(Zone).order_by(Zone.name))
+        ]
