@@ -56,3 +56,29 @@ def upgrade(db: Database) -> tuple[str | None, str]:
         config.attributes["connection"] = conn
         command.upgrade(config, "head")
     return before, head_revision()
+
+
+def generate_revision(message: str) -> None:
+    """Autogenerate a migration from the models against a scratch database at head.
+
+    For developers: `python -m engine.schema revision "what changed"`; review the file.
+    """
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as scratch:
+        db = Database(f"sqlite:///{scratch}/scratch.db")
+        upgrade(db)
+        config = alembic_config()
+        number = int(head_revision()) + 1
+        with db.engine.connect() as conn, conn.begin():
+            config.attributes["connection"] = conn
+            command.revision(config, message=message, autogenerate=True, rev_id=f"{number:04d}")
+        db.dispose()
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) != 3 or sys.argv[1] != "revision":
+        raise SystemExit('usage: python -m engine.schema revision "message"')
+    generate_revision(sys.argv[2])
