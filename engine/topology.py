@@ -739,7 +739,13 @@ def add_hosts(caller: Caller, cluster_ref: str, specs: Sequence[HostSpec]) -> li
                 cluster,
                 f"added {len(rows)} hosts to cluster '{cluster.name}'",
             )
-        return list(session.exec(select(Host).where(col(Host.id).in_(ids)).order_by(Host.id)))
+        added: list[Host] = []
+        # Chunked: SQLite builds may cap bound parameters per statement at 999.
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            added.extend(session.exec(select(Host).where(col(Host.id).in_(chunk))))
+        added.sort(key=lambda h: h.id or 0)
+        return added
 
 
 def _check_hosts_unique(session: Session, cluster: Cluster, rows: list[dict[str, Any]]) -> None:
@@ -776,6 +782,7 @@ def _check_hosts_unique(session: Session, cluster: Cluster, rows: list[dict[str,
 
 
 def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
+    # SQLite builds may cap bound parameters per statement at 999.
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
