@@ -155,7 +155,11 @@ def postgres_server() -> Iterator[PostgresServer]:
     bin_dir = find_pg_bin()
     if bin_dir is None:
         pytest.skip("PostgreSQL server binaries (initdb) not found; run scripts/setup --test")
-    base_dir = Path(tempfile.mkdtemp(prefix="stratus-pg-"))
+    # Directly in /tmp: `nobody` must be able to reach it, and a unix socket path has to
+    # stay under ~100 bytes, which a long TMPDIR could break.
+    base_dir = Path(
+        tempfile.mkdtemp(prefix="stratus-pg-", dir="/tmp" if Path("/tmp").is_dir() else None)
+    )
     run_as: dict = {}
     if os.geteuid() == 0:
         nobody = pwd.getpwnam("nobody")
