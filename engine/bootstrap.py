@@ -28,6 +28,7 @@ def open_cloud(url: str | None = None, *, migrate: bool = True) -> Cloud:
     else:
         check_not_newer(db)
     with db.write() as session:
+        db.serialise_startup(session)
         seed_settings(session)
         fresh = ensure_root_objects(session)
     return Cloud(db=db, admin=admin_caller(db), fresh=fresh)

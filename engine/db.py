@@ -10,6 +10,7 @@ PostgreSQL (several management servers on one database) goes through the same co
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +25,8 @@ from engine.errors import DatabaseUnavailable
 
 BUSY_TIMEOUT_SECONDS = 60
 _BEGIN_OPTION = "stratus_begin"
+# PostgreSQL advisory lock id that serialises migrations and first-start seeding.
+STARTUP_LOCK = 7355608
 
 
 def default_database_url() -> str:
@@ -51,8 +54,12 @@ class Database:
         self.url = normalise_url(url)
         try:
             parsed = make_url(self.url)
-        except Exception as exc:  # sqlalchemy raises ArgumentError with a terse text
-            raise DatabaseUnavailable(f"database URL '{url}' is not valid: {exc}") from None
+        except Exception:  # sqlalchemy raises ArgumentError with a terse text
+            shown = re.sub(r"(//[^:/@]*:)[^@/]*@", r"\1***@", url)
+            raise DatabaseUnavailable(
+                f"database URL '{shown}' is not valid: expected sqlite:///path/to/file.db "
+                "or postgresql://user@host/dbname"
+            ) from None
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
         if self.is_sqlite:
             self.engine = self._sqlite_engine(parsed.database, echo)
@@ -107,7 +114,7 @@ class Database:
             try:
                 yield session
             except OperationalError as exc:
-                raise self._unavailable(exc) from exc
+                raise self.unavailable(exc) from exc
 
     @contextmanager
     def write(self) -> Iterator[Session]:
@@ -119,21 +126,30 @@ class Database:
                 session.commit()
             except OperationalError as exc:
                 session.rollback()
-                raise self._unavailable(exc) from exc
+                raise self.unavailable(exc) from exc
             except BaseException:
                 session.rollback()
                 raise
 
-    def _unavailable(self, exc: OperationalError) -> DatabaseUnavailable:
+    def unavailable(self, exc: OperationalError) -> DatabaseUnavailable:
         reason = str(exc.orig).strip() if exc.orig is not None else str(exc)
         return DatabaseUnavailable(f"database {redacted(self.url)}: {reason}")
+
+    def serialise_startup(self, session: Session) -> None:
+        """Make concurrent starts of management servers take turns in this transaction.
+
+        SQLite needs nothing: write transactions begin IMMEDIATE. PostgreSQL takes a
+        transaction-scoped advisory lock (the same one the migrations take).
+        """
+        if not self.is_sqlite:
+            session.connection().exec_driver_sql(f"SELECT pg_advisory_xact_lock({STARTUP_LOCK})")
 
     def check_connection(self) -> None:
         try:
             with self.engine.connect() as conn:
                 conn.exec_driver_sql("SELECT 1")
         except OperationalError as exc:
-            raise self._unavailable(exc) from exc
+            raise self.unavailable(exc) from exc
 
     def dispose(self) -> None:
         self.engine.dispose()

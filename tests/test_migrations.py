@@ -148,21 +148,12 @@ def _opener(url: str, start, results) -> None:
 
 
 @pytest.mark.slow
-def test_two_processes_opening_a_new_database_at_once(
-    db_url: str, request: pytest.FixtureRequest
-) -> None:
-    """Both succeed: one migrates and creates ROOT/admin, the other waits and finds them."""
-    if not db_url.startswith("sqlite"):
-        # Migration is serialised by an advisory lock, but seed_settings and
-        # ensure_root_objects (engine/bootstrap.py) run unlocked under READ COMMITTED, so
-        # the loser of the race hits a duplicate key. Remove this once bootstrap locks.
-        request.applymarker(
-            pytest.mark.xfail(reason="open_cloud seeding races on PostgreSQL", strict=False)
-        )
+def test_three_processes_opening_a_new_database_at_once(db_url: str) -> None:
+    """All succeed: one migrates and creates ROOT/admin, the others wait and find them."""
     ctx = multiprocessing.get_context("spawn")
     start = ctx.Event()
     results = ctx.Queue()
-    procs = [ctx.Process(target=_opener, args=(db_url, start, results)) for _ in range(2)]
+    procs = [ctx.Process(target=_opener, args=(db_url, start, results)) for _ in range(3)]
     for proc in procs:
         proc.start()
     start.set()
@@ -172,7 +163,7 @@ def test_two_processes_opening_a_new_database_at_once(
 
     errors = [detail for status, detail in outcomes if status != "ok"]
     assert not errors, "\n".join(errors)
-    assert sorted(fresh for _, fresh in outcomes) == [False, True]
+    assert sorted(fresh for _, fresh in outcomes) == [False, False, True]
 
     db = Database(db_url)
     try:

@@ -6,6 +6,7 @@ from alembic import context
 from sqlmodel import SQLModel
 
 import engine.models  # noqa: F401  (registers every table on SQLModel.metadata)
+from engine.db import STARTUP_LOCK
 
 config = context.config
 target_metadata = SQLModel.metadata
@@ -15,7 +16,7 @@ def run_migrations_online() -> None:
     connection = config.attributes["connection"]
     if connection.dialect.name == "postgresql":
         # Several management servers may start at once: one migrates, the others wait.
-        connection.exec_driver_sql("SELECT pg_advisory_xact_lock(7355608)")
+        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({STARTUP_LOCK})")
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
