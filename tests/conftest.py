@@ -145,6 +145,13 @@ def _failure_line(exc: BaseException) -> str:
     return lines[-1] if lines else type(exc).__name__
 
 
+def missing_part(reason: str) -> None:
+    """Skip a test whose part the machine lacks; on CI, which must have every part, fail."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI must have every part, but: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
     """A throwaway PostgreSQL for the session; skips if the machine cannot run one.
@@ -154,7 +161,7 @@ def postgres_server() -> Iterator[PostgresServer]:
     """
     bin_dir = find_pg_bin()
     if bin_dir is None:
-        pytest.skip("PostgreSQL server binaries (initdb) not found; run scripts/setup --test")
+        missing_part("PostgreSQL server binaries (initdb) not found; run scripts/setup --test")
     # Directly in /tmp: `nobody` must be able to reach it, and a unix socket path has to
     # stay under ~100 bytes, which a long TMPDIR could break.
     base_dir = Path(
@@ -171,7 +178,7 @@ def postgres_server() -> Iterator[PostgresServer]:
     except (subprocess.CalledProcessError, OSError) as exc:
         server.stop()
         shutil.rmtree(base_dir, ignore_errors=True)
-        pytest.skip(f"cannot start PostgreSQL from {bin_dir}: {_failure_line(exc)}")
+        missing_part(f"cannot start PostgreSQL from {bin_dir}: {_failure_line(exc)}")
     try:
         yield server
     finally:
