@@ -1,0 +1,302 @@
+"""The `stratus` command: the console (default), the demo datacenter, schema upgrades.
+
+Every failure ends as one line on stderr, `stratus: error: <message>`, and a non-zero exit
+status: 2 for a usage error, 1 otherwise. An engine error (`StratusError`) already says
+what failed and what to do; anything unexpected is logged with its traceback in the log
+file, and the line points there. No traceback ever reaches the terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import re
+import sys
+from collections.abc import Callable, Sequence
+from importlib import metadata
+from typing import NoReturn
+
+from engine import paths
+from engine.config import Config, load_config, setup_logging
+from engine.errors import StratusError
+
+PROG = "stratus"
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+log = logging.getLogger("stratus.cli")
+
+
+class UsageError(Exception):
+    """A command line argparse refused; `prog` is the (sub)command it was given to."""
+
+    def __init__(self, message: str, prog: str) -> None:
+        super().__init__(message)
+        self.prog = prog
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of printing the usage block and exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message, self.prog)
+
+
+def _version() -> str:
+    try:
+        return metadata.version("stratus")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+# --- commands --------------------------------------------------------------------------
+
+
+def _database_url(config: Config) -> str:
+    from engine.db import default_database_url
+
+    return config.database_url or default_database_url()
+
+
+def cmd_console(args: argparse.Namespace, config: Config) -> int:
+    from engine.bootstrap import open_cloud
+
+    cloud = open_cloud(_database_url(config))
+    try:
+        if cloud.fresh and config.demo_on_first_start:
+            from engine.demo import build_demo
+
+            print(
+                "stratus: new database, building the demo datacenter first "
+                "(demo_on_first_start = false skips it)",
+                flush=True,
+            )
+            build_demo(cloud.admin, progress=log.info)
+
+        from tui.app import StratusApp
+
+        app = StratusApp(cloud.admin, config)
+        app.run()
+        return app.return_code or 0
+    finally:
+        cloud.db.dispose()
+
+
+def cmd_demo(args: argparse.Namespace, config: Config) -> int:
+    from engine.bootstrap import open_cloud
+    from engine.demo import build_demo
+
+    cloud = open_cloud(_database_url(config))
+    try:
+
+        def progress(line: str) -> None:
+            print(f"  {line}", flush=True)
+            log.info("demo: %s", line)
+
+        summary = build_demo(cloud.admin, hosts=args.hosts, replace=args.replace, progress=progress)
+        print(f"demo datacenter ready in {summary.seconds:.1f} s: {_counts(summary)}")
+        return 0
+    finally:
+        cloud.db.dispose()
+
+
+def _counts(summary: object) -> str:
+    """'2 zones, 5 pods, ...' from the summary's whole-number fields, in their order."""
+    parts = []
+    for field in dataclasses.fields(summary):  # type: ignore[arg-type]
+        value = getattr(summary, field.name)
+        if not isinstance(value, int) or isinstance(value, bool):
+            continue
+        # Fields with a default are extras ("hosts without address"): shown when non-zero.
+        if value or field.default is dataclasses.MISSING:
+            words = field.name.split("_")
+            if value == 1:  # "1 image store", "1 host without address"
+                plural = [i for i, w in enumerate(words) if w.endswith("s") and w[-2:] != "ss"]
+                if plural:
+                    words[plural[-1]] = words[plural[-1]][:-1]
+            parts.append(f"{value} {' '.join(words)}")
+    return ", ".join(parts)
+
+
+def cmd_db_upgrade(args: argparse.Namespace, config: Config) -> int:
+    from engine.db import Database, redacted
+    from engine.schema import upgrade
+
+    db = Database(_database_url(config))
+    try:
+        db.check_connection()
+        before, after = upgrade(db)
+        where = f"database {redacted(db.url)}"
+        if before == after:
+            print(f"{where}: already at {after}")
+        else:
+            print(f"{where}: schema {before or '(empty)'} → {after}")
+        return 0
+    finally:
+        db.dispose()
+
+
+def cmd_db_current(args: argparse.Namespace, config: Config) -> int:
+    from engine.db import Database, redacted
+    from engine.schema import check_not_newer, current_revision, head_revision
+
+    db = Database(_database_url(config))
+    try:
+        db.check_connection()
+        current, head = current_revision(db), head_revision()
+        if current is None:
+            state = "empty: `stratus db upgrade` creates the schema"
+        elif current == head:
+            state = "up to date"
+        else:
+            try:
+                check_not_newer(db)
+                state = "behind: `stratus db upgrade` brings it to head"
+            except StratusError:
+                state = "newer than this Stratus knows"
+        print(f"database {redacted(db.url)}")
+        print(f"  current: {current or '(none)'}")
+        print(f"  head:    {head}")
+        print(f"  state:   {state}")
+        return 0
+    finally:
+        db.dispose()
+
+
+# --- parser ----------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # Options that may come before or after the command. SUPPRESS keeps a subcommand's
+    # unset option from overwriting the value given before the command.
+    common = _Parser(add_help=False)
+    common.add_argument(
+        "--db",
+        metavar="URL",
+        default=argparse.SUPPRESS,
+        help="database URL (default: STRATUS_DATABASE_URL, the config file, "
+        "else a SQLite file in the user data dir)",
+    )
+    read_only = _Parser(add_help=False)
+    read_only.add_argument(
+        "--read-only",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="the console shows everything and changes nothing",
+    )
+
+    parser = _Parser(
+        prog=PROG,
+        description="Stratus cloud management server. Without a command, opens the console.",
+        parents=[common, read_only],
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {_version()}")
+    parser.set_defaults(handler=cmd_console)
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    console = commands.add_parser(
+        "console",
+        parents=[common, read_only],
+        help="open the full-screen console (the default)",
+        description="Open the full-screen console. Migrates the database on start; on a "
+        "brand-new database, builds the demo datacenter first (demo_on_first_start).",
+    )
+    console.set_defaults(handler=cmd_console)
+
+    demo = commands.add_parser(
+        "demo",
+        parents=[common],
+        help="build the demo datacenter (simulated libvirt test-driver hosts)",
+        description="Build the demo datacenter: zones, pods, clusters, simulated hosts, "
+        "storage and offerings.",
+    )
+    demo.add_argument("--hosts", type=int, metavar="N", help="how many hosts in all")
+    demo.add_argument(
+        "--replace", action="store_true", help="delete the existing demo and build it again"
+    )
+    demo.set_defaults(handler=cmd_demo)
+
+    db = commands.add_parser(
+        "db",
+        parents=[common],
+        help="database schema: upgrade, current",
+        description="Database schema maintenance.",
+    )
+    db.set_defaults(handler=_needs_subcommand(db))
+    db_commands = db.add_subparsers(title="commands", metavar="COMMAND")
+    db_commands.add_parser(
+        "upgrade",
+        parents=[common],
+        help="apply the schema migrations",
+        description="Apply the schema migrations this Stratus ships (the console and the "
+        "demo also apply them on start).",
+    ).set_defaults(handler=cmd_db_upgrade)
+    db_commands.add_parser(
+        "current",
+        parents=[common],
+        help="show the database's schema revision and the newest one this Stratus knows",
+        description="Show the database's schema revision and the newest one this Stratus knows.",
+    ).set_defaults(handler=cmd_db_current)
+    return parser
+
+
+def _needs_subcommand(
+    parser: argparse.ArgumentParser,
+) -> Callable[[argparse.Namespace, Config], int]:
+    def handler(args: argparse.Namespace, config: Config) -> int:
+        raise UsageError("a command is required (upgrade or current)", parser.prog)
+
+    return handler
+
+
+# --- entry point -----------------------------------------------------------------------
+
+
+def _loggable(argv: Sequence[str]) -> str:
+    """The command line with any password in a URL hidden."""
+    return " ".join(re.sub(r"(//[^:/@]*:)[^@/]*@", r"\1***@", arg) for arg in argv)
+
+
+def _fail(message: str) -> None:
+    # One line, whatever the message holds.
+    print(f"{PROG}: error: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging_ready = False
+    try:
+        args = build_parser().parse_args(argv)
+        config = load_config(
+            database_url=getattr(args, "db", None),
+            read_only=getattr(args, "read_only", None) or None,
+        )
+        setup_logging(config)
+        logging_ready = True
+        log.info("stratus %s: %s", _version(), _loggable(sys.argv[1:] if argv is None else argv))
+        return args.handler(args, config)
+    except SystemExit as exc:  # --help and --version
+        return exc.code if isinstance(exc.code, int) else 0
+    except UsageError as exc:
+        _fail(f"{exc} (see '{exc.prog} --help')")
+        return EXIT_USAGE
+    except StratusError as exc:
+        if logging_ready:
+            log.info("failed: %s", exc.message)
+        _fail(exc.message)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        _fail("interrupted")
+        return EXIT_ERROR
+    except Exception as exc:
+        detail = f"{type(exc).__name__}: {exc}"
+        if logging_ready:
+            log.exception("unexpected error")
+            _fail(f"unexpected {detail} (the traceback is in {paths.log_file()})")
+        else:
+            _fail(f"unexpected {detail}")
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())
