@@ -173,7 +173,7 @@ def create_zone(
     _validate_zone_network(label, values)
     description = check_text(label, description, field="description")
     with caller.db.write() as session:
-        ensure_unique_name(session, Zone, "zone", name)
+        ensure_unique_name(session, Zone, label, name)
         zone = Zone(
             name=name,
             description=description,
