@@ -148,18 +148,34 @@ def test_zone_internal_dns_defaults_to_dns1_and_ipv6_dns_is_allowed(cloud) -> No
         ("10.1.1.0/33", "'10.1.1.0/33' is not a valid IPv4 CIDR"),
         ("fd00::/64", "'fd00::/64' is not a valid IPv4 CIDR"),
         ("banana/8", "'banana/8' is not a valid IPv4 CIDR"),
-        ("8.8.8.0/24", "guest CIDR 8.8.8.0/24 is not a private (RFC 1918) network"),
-        ("100.64.0.0/24", "guest CIDR 100.64.0.0/24 is not a private (RFC 1918) network"),
-        # Python's is_private also covers loopback, link-local, documentation and reserved
-        # space; none of them is RFC 1918 and none can carry guest networks.
-        ("127.0.0.0/24", "guest CIDR 127.0.0.0/24 is not a private (RFC 1918) network"),
-        ("169.254.0.0/16", "guest CIDR 169.254.0.0/16 is not a private (RFC 1918) network"),
-        ("192.0.2.0/24", "guest CIDR 192.0.2.0/24 is not a private (RFC 1918) network"),
-        ("240.0.0.0/8", "guest CIDR 240.0.0.0/8 is not a private (RFC 1918) network"),
     ],
 )
-def test_advanced_zone_guest_cidr_rules(cloud, cidr: str, rule: str) -> None:
-    with rejects(cloud, InvalidParameter, "zone 'z1'", rule, field="guest_cidr"):
+def test_advanced_zone_guest_cidr_must_be_a_cidr(cloud, cidr: str, rule: str) -> None:
+    with rejects(cloud, InvalidParameter, "zone 'z1'", f"guest_cidr {rule}", field="guest_cidr"):
+        make_zone(cloud, "z1", network_type="Advanced", guest_cidr=cidr)
+
+
+@pytest.mark.parametrize(
+    "cidr",
+    [
+        "8.8.8.0/24",
+        "100.64.0.0/24",  # shared address space (carrier-grade NAT)
+        # Python's is_private also covers loopback, link-local, documentation and reserved
+        # space; none of them is RFC 1918 and none can carry guest networks.
+        "127.0.0.0/24",
+        "169.254.0.0/16",
+        "192.0.2.0/24",
+        "240.0.0.0/8",
+    ],
+)
+def test_advanced_zone_guest_cidr_must_be_rfc1918(cloud, cidr: str) -> None:
+    with rejects(
+        cloud,
+        InvalidParameter,
+        "zone 'z1'",
+        f"guest CIDR {cidr} is not a private (RFC 1918) network",
+        field="guest_cidr",
+    ):
         make_zone(cloud, "z1", network_type="Advanced", guest_cidr=cidr)
 
 
@@ -1458,3 +1474,26 @@ def test_delete_unknown_object(cloud, service, kind: str) -> None:
     ref = str(uuid.uuid4())
     with rejects(cloud, NotFound, f"{kind} '{ref}' does not exist"):
         service(cloud.admin, ref)
+
+
+# --- the helper itself -------------------------------------------------------------------
+
+
+def test_rejects_notices_a_write_before_the_error(cloud) -> None:
+    """Control: a call that writes (and commits) before raising fails `rejects`."""
+    make_zone(cloud, "z1")
+    with (
+        pytest.raises(AssertionError, match=r"changed tables \['event', 'zone'\]"),
+        rejects(cloud, InvalidParameter, "boom"),
+    ):
+        t.update_zone(cloud.admin, "z1", description="changed")
+        raise InvalidParameter("boom")
+
+
+def test_rejects_insists_on_the_exact_error_type(cloud) -> None:
+    make_zone(cloud, "z1")
+    with (
+        pytest.raises(AssertionError, match="expected InvalidParameter, got AlreadyExists"),
+        rejects(cloud, InvalidParameter),
+    ):
+        make_zone(cloud, "z1")
