@@ -24,6 +24,8 @@ from engine.errors import StratusError
 PROG = "stratus"
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+# 128 + SIGINT, what shells expect from a program stopped by Ctrl-C.
+EXIT_INTERRUPTED = 130
 
 log = logging.getLogger("stratus.cli")
 
@@ -287,7 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         _fail("interrupted")
-        return EXIT_ERROR
+        return EXIT_INTERRUPTED
     except Exception as exc:
         detail = f"{type(exc).__name__}: {exc}"
         if logging_ready:

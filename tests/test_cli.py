@@ -395,7 +395,7 @@ def test_interrupt_is_one_line(
 
     monkeypatch.setattr(cli.main, "cmd_db_current", interrupted)
     code, _, err = run(capsys, "db", "current")
-    assert code == 1
+    assert code == 130
     assert one_error_line(err) == "stratus: error: interrupted"
 
 
