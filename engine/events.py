@@ -11,8 +11,11 @@ from engine.models import Event
 
 
 class _Named(Protocol):
-    uuid: str
-    name: str
+    @property
+    def uuid(self) -> str | None: ...
+
+    @property
+    def name(self) -> str: ...
 
 
 def record_event(

@@ -18,6 +18,7 @@ def resolve(
     kind: str,
     *,
     field: str,
+    within: str | None = None,
     **scope: Any,
 ) -> T:
     """Find an object by UUID, or by name (within `scope`) when the name is unambiguous."""
@@ -39,7 +40,8 @@ def resolve(
         raise InvalidParameter(
             f"{kind} name '{text}' is ambiguous; give its UUID instead", field=field
         )
-    raise NotFound(f"{kind} '{text}' does not exist", field=field)
+    where = f" in {within}" if within else ""
+    raise NotFound(f"{kind} '{text}' does not exist{where}", field=field)
 
 
 def ensure_unique_name(
@@ -52,11 +54,12 @@ def ensure_unique_name(
         raise AlreadyExists(f"{label}: the name '{name}' is already taken", field="name")
 
 
-def reject_unknown_fields(kind: str, changes: dict[str, Any], allowed: set[str]) -> None:
+def reject_unknown_fields(label: str, changes: dict[str, Any], allowed: set[str]) -> None:
+    """Refuse changes to fields an update cannot touch; `label` names the object."""
     unknown = sorted(set(changes) - allowed)
     if unknown:
         raise InvalidParameter(
-            f"{kind}: {', '.join(unknown)} cannot be changed "
+            f"{label}: {', '.join(unknown)} cannot be changed "
             f"(changeable: {', '.join(sorted(allowed))})",
             field=unknown[0],
         )

@@ -88,12 +88,12 @@ SERVICE_OFFERING_FIELDS = {"name", "display_text", "host_tags", "storage_tags", 
 
 def update_service_offering(caller: Caller, offering_ref: str, **changes: Any) -> ServiceOffering:
     """Rename, retag or (de)activate; sizes are fixed once VMs may use the offering."""
-    reject_unknown_fields("service offering", changes, SERVICE_OFFERING_FIELDS)
     with caller.db.write() as session:
         offering = resolve(
             session, ServiceOffering, offering_ref, "service offering", field="offering"
         )
         label = f"service offering '{offering.name}'"
+        reject_unknown_fields(label, changes, SERVICE_OFFERING_FIELDS)
         if "name" in changes:
             name = check_name(label, changes["name"])
             if name != offering.name:
@@ -176,6 +176,7 @@ def create_disk_offering(
             "(or make it customized)",
             field="disk_size_bytes",
         )
+    provisioning_type = str(provisioning_type).lower()
     if provisioning_type not in PROVISIONING_TYPES:
         raise InvalidParameter(
             f"{label}: provisioning type {provisioning_type!r} is not one of "

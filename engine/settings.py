@@ -11,7 +11,9 @@ one place each value lives.
 
 from __future__ import annotations
 
+import math
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -30,6 +32,7 @@ from engine.models import (
     Zone,
     utcnow,
 )
+from engine.validation import check_factor, check_threshold
 
 SCOPE_TABLES: dict[str, type] = {
     "zone": Zone,
@@ -49,6 +52,19 @@ COLUMN_SETTINGS: dict[tuple[str, str], str] = {
     ("storagepool", "pool.storage.allocated.capacity.disablethreshold"): (
         "allocated_disable_threshold"
     ),
+}
+
+
+# Rules beyond type and bounds, shared with the cluster and pool services so a value is
+# judged the same whether it is set through a setting or on the object itself.
+VALUE_RULES: dict[str, tuple[Callable[..., float | None], str]] = {
+    "cpu.overprovisioning.factor": (check_factor, "the factor"),
+    "mem.overprovisioning.factor": (check_factor, "the factor"),
+    "storage.overprovisioning.factor": (check_factor, "the factor"),
+    "cluster.cpu.allocated.capacity.disablethreshold": (check_threshold, "the threshold"),
+    "cluster.memory.allocated.capacity.disablethreshold": (check_threshold, "the threshold"),
+    "pool.storage.capacity.disablethreshold": (check_threshold, "the threshold"),
+    "pool.storage.allocated.capacity.disablethreshold": (check_threshold, "the threshold"),
 }
 
 
@@ -74,6 +90,8 @@ class SettingDefinition:
                 value = int(text)
             elif self.value_type == "float":
                 value = float(text)
+                if not math.isfinite(value):
+                    raise ValueError
             elif self.value_type == "bool":
                 lowered = text.lower()
                 if lowered not in {"true", "false"}:
@@ -146,6 +164,14 @@ def seed_settings(session: Session) -> int:
         row.description = d.description
         session.add(row)
     return added
+
+
+@dataclass(frozen=True)
+class _SettingName:
+    """A setting as an audit-log resource: it has a name and no UUID."""
+
+    name: str
+    uuid: str | None = None
 
 
 @dataclass(frozen=True)
@@ -272,6 +298,10 @@ def update_setting(
                     field="scope",
                 )
         parsed = None if value is None else d.parse(value, where=where)
+        rule = VALUE_RULES.get(name)
+        if parsed is not None and rule is not None:
+            # The same rule as the cluster/pool column the value may land in.
+            rule[0](f"setting '{name}'{where}", parsed, field="value", what=rule[1])
         text = None if parsed is None else str(value).strip()
         if obj is None:
             row = session.get(Configuration, name)
@@ -287,7 +317,7 @@ def update_setting(
             caller,
             "CONFIGURATION.VALUE.EDIT",
             "Configuration",
-            None,
+            _SettingName(name),
             f"set {name}{where} to {shown}",
         )
     return next(

@@ -36,6 +36,7 @@ from engine.models import (
     StoragePoolTag,
     StorageScope,
     Zone,
+    new_uuid,
 )
 from engine.settings import delete_overrides
 from engine.validation import (
@@ -53,6 +54,9 @@ from engine.validation import (
 )
 
 POOL_TYPES = ("dir", "nfs")
+RFC1918 = tuple(
+    ipaddress.IPv4Network(block) for block in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
+)
 # Prefix lengths a pod network may have: /8 is a whole datacenter, /30 leaves 2 addresses.
 POD_PREFIX_RANGE = (8, 30)
 
@@ -125,7 +129,7 @@ def _validate_zone_network(label: str, values: dict[str, Any]) -> None:
     values["internal_dns1"] = values["internal_dns1"] or values["dns1"]
     if values["network_type"] == NetworkType.ADVANCED:
         cidr = parse_cidr(label, values.get("guest_cidr") or "10.1.1.0/24", field="guest_cidr")
-        if not cidr.is_private:
+        if not any(cidr.subnet_of(block) for block in RFC1918):
             raise InvalidParameter(
                 f"{label}: guest CIDR {cidr} is not a private (RFC 1918) network",
                 field="guest_cidr",
@@ -202,10 +206,10 @@ ZONE_FIELDS = {
 
 
 def update_zone(caller: Caller, zone_ref: str, **changes: Any) -> Zone:
-    reject_unknown_fields("zone", changes, ZONE_FIELDS)
     with caller.db.write() as session:
         zone = resolve(session, Zone, zone_ref, "zone", field="zone")
         label = f"zone '{zone.name}'"
+        reject_unknown_fields(label, changes, ZONE_FIELDS)
         values = {k: getattr(zone, k) for k in ZONE_FIELDS} | changes
         values["name"] = check_name(label, values["name"])
         values["description"] = check_text(label, values["description"], field="description")
@@ -219,7 +223,7 @@ def update_zone(caller: Caller, zone_ref: str, **changes: Any) -> Zone:
                     f"{label}: the network type cannot change while the zone has pods",
                     field="network_type",
                 )
-        if values["network_type"] == NetworkType.BASIC and "guest_cidr" not in changes:
+        if retyped == NetworkType.BASIC and "guest_cidr" not in changes:
             values["guest_cidr"] = None
         _validate_zone_network(label, values)
         for key, value in values.items():
@@ -355,7 +359,7 @@ def _validate_pod_network(
             raise InvalidParameter(
                 f"{label}: network {network} overlaps pod '{other.name}' network {other_net} "
                 f"in zone '{zone.name}' (pods of a zone need distinct CIDRs)",
-                field="netmask",
+                field="cidr" if cidr else "netmask",
             )
     return _PodNetwork(
         gateway=str(gw),
@@ -410,12 +414,12 @@ POD_FIELDS = {"name", "gateway", "netmask", "cidr", "start_ip", "end_ip"}
 
 
 def update_pod(caller: Caller, pod_ref: str, **changes: Any) -> Pod:
-    reject_unknown_fields("pod", changes, POD_FIELDS)
     with caller.db.write() as session:
         pod = resolve(session, Pod, pod_ref, "pod", field="pod")
         zone = session.get(Zone, pod.zone_id)
         assert zone is not None
         label = f"pod '{pod.name}'"
+        reject_unknown_fields(label, changes, POD_FIELDS)
         name = check_name(label, changes.get("name", pod.name))
         if name != pod.name:
             ensure_unique_name(
@@ -442,7 +446,7 @@ def update_pod(caller: Caller, pod_ref: str, **changes: Any) -> Pod:
         if stranded:
             raise InvalidParameter(
                 f"{label}: network {net.cidr} would leave hosts outside it: {_names(stranded)}",
-                field="netmask",
+                field="cidr" if "cidr" in changes else "netmask",
             )
         pod.name = name
         for key, value in net.__dict__.items():
@@ -464,9 +468,11 @@ def list_pods(caller: Caller, zone_ref: str | None = None) -> list[Pod]:
 def get_pod(caller: Caller, pod_ref: str, zone_ref: str | None = None) -> Pod:
     with caller.db.read() as session:
         scope = {}
+        within = None
         if zone_ref is not None:
-            scope["zone_id"] = resolve(session, Zone, zone_ref, "zone", field="zone").id
-        return resolve(session, Pod, pod_ref, "pod", field="pod", **scope)
+            zone = resolve(session, Zone, zone_ref, "zone", field="zone")
+            scope["zone_id"], within = zone.id, f"zone '{zone.name}'"
+        return resolve(session, Pod, pod_ref, "pod", field="pod", within=within, **scope)
 
 
 def delete_pod(caller: Caller, pod_ref: str) -> None:
@@ -534,9 +540,11 @@ def create_cluster(
     hypervisor = _check_hypervisor(label, hypervisor)
     with caller.db.write() as session:
         scope = {}
+        within = None
         if zone_ref is not None:
-            scope["zone_id"] = resolve(session, Zone, zone_ref, "zone", field="zone").id
-        pod = resolve(session, Pod, pod_ref, "pod", field="pod", **scope)
+            zone = resolve(session, Zone, zone_ref, "zone", field="zone")
+            scope["zone_id"], within = zone.id, f"zone '{zone.name}'"
+        pod = resolve(session, Pod, pod_ref, "pod", field="pod", within=within, **scope)
         ensure_unique_name(session, Cluster, f"{label} in pod '{pod.name}'", name, pod_id=pod.id)
         cluster = Cluster(
             zone_id=pod.zone_id,
@@ -560,10 +568,10 @@ def create_cluster(
 
 
 def update_cluster(caller: Caller, cluster_ref: str, **changes: Any) -> Cluster:
-    reject_unknown_fields("cluster", changes, {"name", *CLUSTER_TUNABLES})
     with caller.db.write() as session:
         cluster = resolve(session, Cluster, cluster_ref, "cluster", field="cluster")
         label = f"cluster '{cluster.name}'"
+        reject_unknown_fields(label, changes, {"name", *CLUSTER_TUNABLES})
         tunables = _check_tunables(
             label, {k: v for k, v in changes.items() if k in CLUSTER_TUNABLES}, CLUSTER_TUNABLES
         )
@@ -641,21 +649,32 @@ class HostSpec:
     enabled: bool = True
 
 
-def _host_row(
-    spec: HostSpec, cluster: Cluster, pod_network: ipaddress.IPv4Network
-) -> tuple[dict[str, Any], list[str]]:
+def _check_host_address(label: str, address: str, pod: Pod) -> str:
+    """A management address: inside the pod network, not its network, broadcast or gateway."""
+    ip = parse_ipv4(label, address, field="address", what="address")
+    network = ipaddress.IPv4Network(pod.cidr)
+    if ip not in network:
+        raise InvalidParameter(
+            f"{label}: address {ip} is outside its pod network {network}", field="address"
+        )
+    if ip in (network.network_address, network.broadcast_address):
+        raise InvalidParameter(
+            f"{label}: address {ip} is the network or broadcast address of {network}",
+            field="address",
+        )
+    if str(ip) == pod.gateway:
+        raise InvalidParameter(
+            f"{label}: address {ip} is the gateway of pod '{pod.name}'", field="address"
+        )
+    return str(ip)
+
+
+def _host_row(spec: HostSpec, cluster: Cluster, pod: Pod) -> tuple[dict[str, Any], list[str]]:
     label = f"host '{spec.name}'"
     name = check_name(label, spec.name)
     label = f"host '{name}'"
     uri = parse_host_uri(label, spec.uri)
-    address = None
-    if spec.address:
-        ip = parse_ipv4(label, spec.address, field="address", what="address")
-        if ip not in pod_network:
-            raise InvalidParameter(
-                f"{label}: address {ip} is outside its pod network {pod_network}", field="address"
-            )
-        address = str(ip)
+    address = _check_host_address(label, spec.address, pod) if spec.address else None
     try:
         status = HostStatus(spec.status)
     except ValueError:
@@ -693,64 +712,61 @@ def _host_row(
     return row, check_tags(label, spec.tags)
 
 
-def add_hosts(caller: Caller, cluster_ref: str, specs: Sequence[HostSpec]) -> list[Host]:
-    """Add many hosts to one cluster in one transaction: all of them, or none."""
+def add_hosts(caller: Caller, cluster_ref: str, specs: Sequence[HostSpec]) -> list[str]:
+    """Add many hosts to one cluster in one transaction: all of them, or none.
+
+    Returns the new hosts' UUIDs in the order of `specs`. The rows go in as one
+    executemany (no RETURNING, no ORM objects): 10,000 hosts take a fraction of a second.
+    """
     if not specs:
         return []
     with caller.db.write() as session:
         cluster = resolve(session, Cluster, cluster_ref, "cluster", field="cluster")
         pod = session.get(Pod, cluster.pod_id)
         assert pod is not None
-        network = ipaddress.IPv4Network(pod.cidr)
         rows, tags = [], []
         for spec in specs:
-            row, host_tags = _host_row(spec, cluster, network)
+            row, host_tags = _host_row(spec, cluster, pod)
+            row["uuid"] = new_uuid()
             rows.append(row)
             tags.append(host_tags)
         _check_hosts_unique(session, cluster, rows)
-        ids = (
-            session.execute(insert(Host).returning(Host.id, sort_by_parameter_order=True), rows)
-            .scalars()
-            .all()
-        )
-        tag_rows = [
-            {"host_id": host_id, "tag": tag}
-            for host_id, host_tags in zip(ids, tags, strict=True)
-            for tag in host_tags
-        ]
-        if tag_rows:
-            session.execute(insert(HostTag), tag_rows)
+        session.execute(insert(Host.__table__), rows)  # type: ignore[attr-defined]
+        tagged = {row["uuid"]: t for row, t in zip(rows, tags, strict=True) if t}
+        if tagged:
+            ids = _ids_by_uuid(session, list(tagged))
+            session.execute(
+                insert(HostTag.__table__),  # type: ignore[attr-defined]
+                [
+                    {"host_id": ids[u], "tag": tag}
+                    for u, host_tags in tagged.items()
+                    for tag in host_tags
+                ],
+            )
         if len(rows) == 1:
-            host = session.get(Host, ids[0])
-            record_event(
-                session,
-                caller,
-                "HOST.ADD",
-                "Host",
-                host,
-                f"added host {rows[0]['uri']} to cluster '{cluster.name}'",
-            )
+            host = session.exec(select(Host).where(Host.uuid == rows[0]["uuid"])).one()
+            description = f"added host {rows[0]['uri']} to cluster '{cluster.name}'"
+            record_event(session, caller, "HOST.ADD", "Host", host, description)
         else:
-            record_event(
-                session,
-                caller,
-                "HOST.ADD",
-                "Cluster",
-                cluster,
-                f"added {len(rows)} hosts to cluster '{cluster.name}'",
-            )
-        added: list[Host] = []
-        # Chunked: SQLite builds may cap bound parameters per statement at 999.
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            added.extend(session.exec(select(Host).where(col(Host.id).in_(chunk))))
-        added.sort(key=lambda h: h.id or 0)
-        return added
+            description = f"added {len(rows)} hosts to cluster '{cluster.name}'"
+            record_event(session, caller, "HOST.ADD", "Cluster", cluster, description)
+        return [row["uuid"] for row in rows]
+
+
+def _ids_by_uuid(session: Session, uuids: list[str]) -> dict[str, int]:
+    ids: dict[str, int] = {}
+    for chunk in _chunks(uuids, 500):
+        ids.update(
+            (u, i)
+            for u, i in session.exec(select(Host.uuid, Host.id).where(col(Host.uuid).in_(chunk)))
+        )
+    return ids
 
 
 def _check_hosts_unique(session: Session, cluster: Cluster, rows: list[dict[str, Any]]) -> None:
     seen_names: set[str] = set()
     seen_uris: set[str] = set()
+    seen_addresses: set[str] = set()
     for row in rows:
         if row["name"] in seen_names:
             raise AlreadyExists(f"host '{row['name']}': the name is given twice", field="name")
@@ -758,8 +774,25 @@ def _check_hosts_unique(session: Session, cluster: Cluster, rows: list[dict[str,
             raise AlreadyExists(
                 f"host '{row['name']}': URI {row['uri']} is given twice", field="uri"
             )
+        if row["address"] is not None and row["address"] in seen_addresses:
+            raise AlreadyExists(
+                f"host '{row['name']}': address {row['address']} is given twice", field="address"
+            )
         seen_names.add(row["name"])
         seen_uris.add(row["uri"])
+        if row["address"] is not None:
+            seen_addresses.add(row["address"])
+    for chunk in _chunks(sorted(seen_addresses), 500):
+        holder = session.exec(
+            select(Host.name, Host.address)
+            .where(Host.pod_id == cluster.pod_id, col(Host.address).in_(chunk))
+            .limit(1)
+        ).first()
+        if holder is not None:
+            raise AlreadyExists(
+                f"host address {holder[1]} is already used by host '{holder[0]}' in this pod",
+                field="address",
+            )
     for chunk in _chunks(sorted(seen_uris), 500):
         taken = session.exec(
             select(Host.name, Host.uri).where(col(Host.uri).in_(chunk)).limit(1)
@@ -788,7 +821,8 @@ def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
 
 
 def add_host(caller: Caller, cluster_ref: str, spec: HostSpec) -> Host:
-    return add_hosts(caller, cluster_ref, [spec])[0]
+    (uuid,) = add_hosts(caller, cluster_ref, [spec])
+    return get_host(caller, uuid)
 
 
 def get_host(caller: Caller, host_ref: str) -> Host:
@@ -842,10 +876,10 @@ HOST_FIELDS = {"name", "address", "tags"}
 
 
 def update_host(caller: Caller, host_ref: str, **changes: Any) -> Host:
-    reject_unknown_fields("host", changes, HOST_FIELDS)
     with caller.db.write() as session:
         host = resolve(session, Host, host_ref, "host", field="host")
         label = f"host '{host.name}'"
+        reject_unknown_fields(label, changes, HOST_FIELDS)
         if "name" in changes:
             name = check_name(label, changes["name"])
             if name != host.name:
@@ -855,13 +889,18 @@ def update_host(caller: Caller, host_ref: str, **changes: Any) -> Host:
             pod = session.get(Pod, host.pod_id)
             assert pod is not None
             if changes["address"]:
-                ip = parse_ipv4(label, changes["address"], field="address", what="address")
-                if ip not in ipaddress.IPv4Network(pod.cidr):
-                    raise InvalidParameter(
-                        f"{label}: address {ip} is outside its pod network {pod.cidr}",
+                address = _check_host_address(label, changes["address"], pod)
+                holder = session.exec(
+                    select(Host.name).where(
+                        Host.pod_id == pod.id, Host.address == address, Host.id != host.id
+                    )
+                ).first()
+                if holder is not None:
+                    raise AlreadyExists(
+                        f"{label}: address {address} is already used by host '{holder}'",
                         field="address",
                     )
-                host.address = str(ip)
+                host.address = address
             else:
                 host.address = None
         if "tags" in changes:
@@ -1043,7 +1082,10 @@ def create_storage_pool(
         cluster = None
         if cluster_ref is not None:
             scope = {"zone_id": zone.id} if zone is not None else {}
-            cluster = resolve(session, Cluster, cluster_ref, "cluster", field="cluster", **scope)
+            within = f"zone '{zone.name}'" if zone is not None else None
+            cluster = resolve(
+                session, Cluster, cluster_ref, "cluster", field="cluster", within=within, **scope
+            )
             if zone is not None and cluster.zone_id != zone.id:
                 raise InvalidParameter(
                     f"{label}: cluster '{cluster.name}' is not in zone '{zone.name}'",
@@ -1100,12 +1142,10 @@ def create_storage_pool(
 
 
 def update_storage_pool(caller: Caller, pool_ref: str, **changes: Any) -> StoragePool:
-    reject_unknown_fields(
-        "primary storage", changes, {"name", "tags", "capacity_bytes", *POOL_TUNABLES}
-    )
     with caller.db.write() as session:
         pool = resolve(session, StoragePool, pool_ref, "primary storage", field="pool")
         label = f"primary storage '{pool.name}'"
+        reject_unknown_fields(label, changes, {"name", "tags", "capacity_bytes", *POOL_TUNABLES})
         tunables = _check_tunables(
             label, {k: v for k, v in changes.items() if k in POOL_TUNABLES}, POOL_TUNABLES
         )
@@ -1278,10 +1318,10 @@ def add_image_store(
 
 
 def update_image_store(caller: Caller, store_ref: str, **changes: Any) -> ImageStore:
-    reject_unknown_fields("image store", changes, {"name", "capacity_bytes", "read_only"})
     with caller.db.write() as session:
         store = resolve(session, ImageStore, store_ref, "image store", field="store")
         label = f"image store '{store.name}'"
+        reject_unknown_fields(label, changes, {"name", "capacity_bytes", "read_only"})
         if "name" in changes:
             name = check_name(label, changes["name"])
             if name != store.name:

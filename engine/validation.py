@@ -22,9 +22,17 @@ REMOTE_QEMU_SCHEMES = {"qemu+ssh", "qemu+tcp", "qemu+tls", "qemu+libssh", "qemu+
 
 
 def check_name(label: str, name: object, *, field: str = "name") -> str:
+    """A stripped, printable name of at most 255 characters.
+
+    `label` reads "<kind> '<name>'"; when the name itself is bad the message shows it
+    only as a short escaped excerpt, so no control character reaches a terminal.
+    """
     if not isinstance(name, str) or not name.strip():
         raise InvalidParameter(f"{label}: a name is required", field=field)
     name = name.strip()
+    excerpt = repr(name[:32]) + ("…" if len(name) > 32 else "")
+    if name in label:  # the label quotes the bad name itself: show the escaped excerpt
+        label = label.split(" '", 1)[0] + " " + excerpt
     if len(name) > MAX_NAME:
         raise InvalidParameter(
             f"{label}: name is {len(name)} characters long, the limit is {MAX_NAME}",

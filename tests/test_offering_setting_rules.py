@@ -171,8 +171,8 @@ def test_update_service_offering_fixed_field_names_the_offering(cloud) -> None:
             "provisioning_type",
         ),
         (
-            {"disk_size_bytes": GIB, "provisioning_type": "Thin"},
-            "provisioning type 'Thin' is not one of thin, sparse, fat",
+            {"disk_size_bytes": GIB, "provisioning_type": "Thick"},
+            "provisioning type 'thick' is not one of thin, sparse, fat",
             "provisioning_type",
         ),
         (
@@ -232,8 +232,8 @@ def test_unknown_setting(cloud) -> None:
         ("expunge.interval", "0", "0 is below the minimum 1"),
         ("default.page.size", "10001", "10001 is above the maximum 10000"),
         ("cluster.cpu.allocated.capacity.disablethreshold", "1.5", "1.5 is above the maximum 1"),
-        ("network.guest.cidr.limit", "7", "7 is below the minimum 8"),
-        ("network.guest.cidr.limit", "31", "31 is above the maximum 30"),
+        ("default.page.size", "0", "0 is below the minimum 1"),
+        ("default.page.size", "10001", "10001 is above the maximum 10000"),
         (
             "vm.allocation.algorithm",
             "roundrobin",
