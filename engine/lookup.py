@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 from sqlmodel import Session, SQLModel, select
 
 from engine.errors import AlreadyExists, InvalidParameter, NotFound
+from engine.validation import check_name
 
 T = TypeVar("T", bound=SQLModel)
 
@@ -63,3 +64,15 @@ def reject_unknown_fields(label: str, changes: dict[str, Any], allowed: set[str]
             f"(changeable: {', '.join(sorted(allowed))})",
             field=unknown[0],
         )
+
+
+def apply_rename(
+    session: Session, obj: Any, label: str, changes: dict[str, Any], **scope: Any
+) -> None:
+    """Rename `obj` when `changes` holds a new name: valid, and unique within `scope`."""
+    if "name" not in changes:
+        return
+    name = check_name(label, changes["name"])
+    if name != obj.name:
+        ensure_unique_name(session, type(obj), label, name, **scope)
+    obj.name = name

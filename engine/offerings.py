@@ -9,7 +9,7 @@ from sqlmodel import select
 from engine.context import Caller
 from engine.errors import InvalidParameter
 from engine.events import record_event
-from engine.lookup import ensure_unique_name, reject_unknown_fields, resolve
+from engine.lookup import apply_rename, ensure_unique_name, reject_unknown_fields, resolve
 from engine.models import DiskOffering, ServiceOffering
 from engine.validation import check_count, check_name, check_tags, check_text
 
@@ -94,11 +94,7 @@ def update_service_offering(caller: Caller, offering_ref: str, **changes: Any) -
         )
         label = f"service offering '{offering.name}'"
         reject_unknown_fields(label, changes, SERVICE_OFFERING_FIELDS)
-        if "name" in changes:
-            name = check_name(label, changes["name"])
-            if name != offering.name:
-                ensure_unique_name(session, ServiceOffering, label, name)
-            offering.name = name
+        apply_rename(session, offering, label, changes)
         if "display_text" in changes:
             offering.display_text = check_text(label, changes["display_text"], field="display_text")
         for key in ("host_tags", "storage_tags"):

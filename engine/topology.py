@@ -19,7 +19,7 @@ from sqlmodel import Session, SQLModel, col, select
 from engine.context import Caller
 from engine.errors import AlreadyExists, InUse, InvalidParameter, StateConflict
 from engine.events import record_event
-from engine.lookup import ensure_unique_name, reject_unknown_fields, resolve
+from engine.lookup import apply_rename, ensure_unique_name, reject_unknown_fields, resolve
 from engine.models import (
     AllocationState,
     Cluster,
@@ -575,11 +575,7 @@ def update_cluster(caller: Caller, cluster_ref: str, **changes: Any) -> Cluster:
         tunables = _check_tunables(
             label, {k: v for k, v in changes.items() if k in CLUSTER_TUNABLES}, CLUSTER_TUNABLES
         )
-        if "name" in changes:
-            name = check_name(label, changes["name"])
-            if name != cluster.name:
-                ensure_unique_name(session, Cluster, label, name, pod_id=cluster.pod_id)
-            cluster.name = name
+        apply_rename(session, cluster, label, changes, pod_id=cluster.pod_id)
         for key, value in tunables.items():
             setattr(cluster, key, value)
         session.add(cluster)
@@ -880,11 +876,7 @@ def update_host(caller: Caller, host_ref: str, **changes: Any) -> Host:
         host = resolve(session, Host, host_ref, "host", field="host")
         label = f"host '{host.name}'"
         reject_unknown_fields(label, changes, HOST_FIELDS)
-        if "name" in changes:
-            name = check_name(label, changes["name"])
-            if name != host.name:
-                ensure_unique_name(session, Host, label, name, cluster_id=host.cluster_id)
-            host.name = name
+        apply_rename(session, host, label, changes, cluster_id=host.cluster_id)
         if "address" in changes:
             pod = session.get(Pod, host.pod_id)
             assert pod is not None
@@ -1149,11 +1141,7 @@ def update_storage_pool(caller: Caller, pool_ref: str, **changes: Any) -> Storag
         tunables = _check_tunables(
             label, {k: v for k, v in changes.items() if k in POOL_TUNABLES}, POOL_TUNABLES
         )
-        if "name" in changes:
-            name = check_name(label, changes["name"])
-            if name != pool.name:
-                ensure_unique_name(session, StoragePool, label, name, zone_id=pool.zone_id)
-            pool.name = name
+        apply_rename(session, pool, label, changes, zone_id=pool.zone_id)
         if "capacity_bytes" in changes:
             pool.capacity_bytes = check_count(
                 label,
@@ -1322,11 +1310,7 @@ def update_image_store(caller: Caller, store_ref: str, **changes: Any) -> ImageS
         store = resolve(session, ImageStore, store_ref, "image store", field="store")
         label = f"image store '{store.name}'"
         reject_unknown_fields(label, changes, {"name", "capacity_bytes", "read_only"})
-        if "name" in changes:
-            name = check_name(label, changes["name"])
-            if name != store.name:
-                ensure_unique_name(session, ImageStore, label, name, zone_id=store.zone_id)
-            store.name = name
+        apply_rename(session, store, label, changes, zone_id=store.zone_id)
         if "capacity_bytes" in changes:
             store.capacity_bytes = check_count(
                 label,
