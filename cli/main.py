@@ -9,7 +9,6 @@ file, and the line points there. No traceback ever reaches the terminal.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import re
 import sys
@@ -97,28 +96,10 @@ def cmd_demo(args: argparse.Namespace, config: Config) -> int:
             log.info("demo: %s", line)
 
         summary = build_demo(cloud.admin, hosts=args.hosts, replace=args.replace, progress=progress)
-        print(f"demo datacenter ready in {summary.seconds:.1f} s: {_counts(summary)}")
+        print(f"demo datacenter ready in {summary.seconds:.1f} s: {summary.describe()}")
         return 0
     finally:
         cloud.db.dispose()
-
-
-def _counts(summary: object) -> str:
-    """'2 zones, 5 pods, ...' from the summary's whole-number fields, in their order."""
-    parts = []
-    for field in dataclasses.fields(summary):  # type: ignore[arg-type]
-        value = getattr(summary, field.name)
-        if not isinstance(value, int) or isinstance(value, bool):
-            continue
-        # Fields with a default are extras ("hosts without address"): shown when non-zero.
-        if value or field.default is dataclasses.MISSING:
-            words = field.name.split("_")
-            if value == 1:  # "1 image store", "1 host without address"
-                plural = [i for i, w in enumerate(words) if w.endswith("s") and w[-2:] != "ss"]
-                if plural:
-                    words[plural[-1]] = words[plural[-1]][:-1]
-            parts.append(f"{value} {' '.join(words)}")
-    return ", ".join(parts)
 
 
 def cmd_db_upgrade(args: argparse.Namespace, config: Config) -> int:

@@ -466,6 +466,23 @@ class DemoSummary:
     # Demo zones that were torn down first (replace=True).
     replaced_zones: tuple[str, ...] = ()
 
+    def describe(self) -> str:
+        """'2 zones, 5 pods, …' for a summary line."""
+        counts = [
+            (self.zones, "zone"),
+            (self.pods, "pod"),
+            (self.clusters, "cluster"),
+            (self.hosts, "host"),
+            (self.storage_pools, "storage pool"),
+            (self.image_stores, "image store"),
+            (self.service_offerings, "service offering"),
+            (self.disk_offerings, "disk offering"),
+        ]
+        parts = [f"{n} {noun}{'' if n == 1 else 's'}" for n, noun in counts]
+        if self.hosts_without_address:
+            parts.append(f"{self.hosts_without_address} without a management address")
+        return ", ".join(parts)
+
 
 def demo_dir() -> Path:
     return paths.data_dir().absolute() / "demo"
