@@ -17,9 +17,14 @@ from engine.context import Caller
 from engine.errors import InvalidParameter, NotFound
 from engine.lookup import resolve
 from engine.models import Cluster, Host, HostStatus, ImageStore, Pod, StoragePool, Zone
-from engine.settings import effective_value
+from engine.settings import global_values
 
 Level = Literal["zone", "pod", "cluster"]
+FACTOR_SETTINGS = [
+    "cpu.overprovisioning.factor",
+    "mem.overprovisioning.factor",
+    "storage.overprovisioning.factor",
+]
 
 
 @dataclass(frozen=True)
@@ -102,9 +107,8 @@ def _rollups(
         return []
     ids = [r[0] for r in rows]
 
-    cpu_factor = float(effective_value(session, "cpu.overprovisioning.factor"))
-    mem_factor = float(effective_value(session, "mem.overprovisioning.factor"))
-    storage_factor = float(effective_value(session, "storage.overprovisioning.factor"))
+    factors = global_values(session, FACTOR_SETTINGS)
+    cpu_factor, mem_factor, storage_factor = (float(factors[n]) for n in FACTOR_SETTINGS)
 
     host_rows = session.exec(
         select(

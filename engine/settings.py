@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from engine.context import Caller
 from engine.errors import InvalidParameter, NotFound
@@ -272,6 +272,20 @@ def effective_value(
     row = session.get(Configuration, name)
     raw = row.value if row is not None and row.value is not None else d.default
     return d.parse(raw)
+
+
+def global_values(session: Session, names: list[str]) -> dict[str, int | float | bool | str]:
+    """The typed global values of several settings in one query."""
+    rows = {
+        row.name: row.value
+        for row in session.exec(select(Configuration).where(col(Configuration.name).in_(names)))
+    }
+    result = {}
+    for name in names:
+        d = definition(name)
+        raw = rows.get(name)
+        result[name] = d.parse(raw if raw is not None else d.default)
+    return result
 
 
 def update_setting(
