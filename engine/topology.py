@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import case, func, insert, update
+from sqlalchemy import case, delete, func, insert, update
 from sqlmodel import Session, SQLModel, col, select
 
 from engine.context import Caller
@@ -896,16 +896,21 @@ def update_host(caller: Caller, host_ref: str, **changes: Any) -> Host:
             else:
                 host.address = None
         if "tags" in changes:
-            tags = check_tags(label, changes["tags"])
-            for row in session.exec(select(HostTag).where(HostTag.host_id == host.id)):
-                session.delete(row)
-            session.flush()
-            for tag in tags:
-                session.add(HostTag(host_id=host.id, tag=tag))  # type: ignore[arg-type]
+            _replace_tags(session, HostTag.__table__, "host_id", host.id, label, changes["tags"])
         host.capacity_version += 1
         session.add(host)
         record_event(session, caller, "HOST.UPDATE", "Host", host, f"changed {_fields(changes)}")
     return host
+
+
+def _replace_tags(
+    session: Session, table: Any, owner: str, owner_id: int | None, label: str, tags: Any
+) -> None:
+    """Make the owner's tags exactly `tags` (validated first)."""
+    wanted = check_tags(label, tags)
+    session.execute(delete(table).where(table.c[owner] == owner_id))
+    if wanted:
+        session.execute(insert(table), [{owner: owner_id, "tag": tag} for tag in wanted])
 
 
 def _set_host_resource_state(caller: Caller, host_ref: str, target: ResourceState) -> Host:
@@ -1151,14 +1156,8 @@ def update_storage_pool(caller: Caller, pool_ref: str, **changes: Any) -> Storag
                 minimum=0,
             )
         if "tags" in changes:
-            tags = check_tags(label, changes["tags"])
-            for row in session.exec(
-                select(StoragePoolTag).where(StoragePoolTag.pool_id == pool.id)
-            ):
-                session.delete(row)
-            session.flush()
-            for tag in tags:
-                session.add(StoragePoolTag(pool_id=pool.id, tag=tag))  # type: ignore[arg-type]
+            table = StoragePoolTag.__table__
+            _replace_tags(session, table, "pool_id", pool.id, label, changes["tags"])
         for key, value in tunables.items():
             setattr(pool, key, value)
         session.add(pool)
