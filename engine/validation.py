@@ -33,14 +33,7 @@ def check_name(label: str, name: object, *, field: str = "name") -> str:
     excerpt = repr(name[:32]) + ("…" if len(name) > 32 else "")
     if name in label:  # the label quotes the bad name itself: show the escaped excerpt
         label = label.split(" '", 1)[0] + " " + excerpt
-    if len(name) > MAX_NAME:
-        raise InvalidParameter(
-            f"{label}: name is {len(name)} characters long, the limit is {MAX_NAME}",
-            field=field,
-        )
-    if _CONTROL.search(name):
-        raise InvalidParameter(f"{label}: name contains control characters", field=field)
-    return name
+    return check_text(label, name, field=field, limit=MAX_NAME)
 
 
 def check_text(label: str, text: str | None, *, field: str, limit: int = 1024) -> str:
