@@ -355,3 +355,206 @@ class Event(SQLModel, table=True):
     resource_uuid: str | None = Field(default=None, max_length=36)
     resource_name: str = Field(default="", max_length=255)
     description: str = Field(default="", max_length=4096)
+
+
+# --- workloads: VMs, volumes, templates and ISOs ----------------------------------------
+
+
+class VmState(StrEnum):
+    """CloudStack's VM states. Starting, Stopping, Migrating and Expunging are transitional
+    and always belong to exactly one live job."""
+
+    STOPPED = "Stopped"
+    STARTING = "Starting"
+    RUNNING = "Running"
+    STOPPING = "Stopping"
+    MIGRATING = "Migrating"
+    DESTROYED = "Destroyed"
+    EXPUNGING = "Expunging"
+    EXPUNGED = "Expunged"
+    ERROR = "Error"
+    UNKNOWN = "Unknown"
+
+
+class PowerState(StrEnum):
+    """What the hypervisor last reported, kept apart from the intended `VmState`."""
+
+    POWER_ON = "PowerOn"
+    POWER_OFF = "PowerOff"
+    POWER_UNKNOWN = "PowerUnknown"
+    POWER_REPORT_MISSING = "PowerReportMissing"
+
+
+class VirtualMachine(SQLModel, table=True):
+    __table_args__ = (
+        Index("ix_vm_host_state", "host_id", "state"),
+        Index("ix_vm_zone_state", "zone_id", "state"),
+        Index("ix_vm_account_state", "account_id", "state"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    uuid: str = Field(default_factory=new_uuid, unique=True, max_length=36)
+    name: str = Field(max_length=255, index=True)  # the guest hostname
+    display_name: str = Field(default="", max_length=255)
+    # The libvirt domain name on its host (CloudStack: i-<account>-<id>-VM).
+    instance_name: str = Field(unique=True, max_length=255)
+    account_id: int = Field(foreign_key="account.id")
+    domain_id: int = Field(foreign_key="domain.id", index=True)
+    zone_id: int = Field(foreign_key="zone.id")
+    pod_id: int | None = Field(default=None, foreign_key="pod.id", index=True)
+    cluster_id: int | None = Field(default=None, foreign_key="cluster.id", index=True)
+    host_id: int | None = Field(default=None, foreign_key="host.id")
+    # Where the VM last ran; a restart tries it first (its share is reserved there).
+    last_host_id: int | None = Field(default=None, foreign_key="host.id", index=True)
+    service_offering_id: int | None = Field(default=None, foreign_key="serviceoffering.id")
+    template_id: int | None = Field(default=None, foreign_key="template.id", index=True)
+    iso_id: int | None = Field(default=None, foreign_key="template.id")
+    # Copied from the offering at deploy (custom offerings set them per VM).
+    cpu_count: int
+    cpu_mhz: int
+    memory_bytes: int = Field(sa_column=_bytes_column())
+    state: str = Field(default=VmState.STOPPED, max_length=32)
+    power_state: str = Field(default=PowerState.POWER_OFF, max_length=32)
+    power_state_updated: datetime | None = None
+    ha_enabled: bool = False
+    # Bumped by every compare-and-set transition.
+    update_count: int = 0
+    created: datetime = Field(default_factory=utcnow)
+    removed: datetime | None = None
+
+
+class VolumeType(StrEnum):
+    ROOT = "ROOT"
+    DATADISK = "DATADISK"
+
+
+class VolumeState(StrEnum):
+    ALLOCATED = "Allocated"  # placed on a pool in the database, not created yet
+    CREATING = "Creating"
+    READY = "Ready"
+    RESIZING = "Resizing"
+    MIGRATING = "Migrating"
+    SNAPSHOTTING = "Snapshotting"
+    DESTROY = "Destroy"
+    EXPUNGING = "Expunging"
+    EXPUNGED = "Expunged"
+    ERROR = "Error"
+
+
+class ImageFormat(StrEnum):
+    QCOW2 = "QCOW2"
+    RAW = "RAW"
+    ISO = "ISO"
+
+
+class Volume(SQLModel, table=True):
+    __table_args__ = (Index("ix_volume_pool_state", "pool_id", "state"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    uuid: str = Field(default_factory=new_uuid, unique=True, max_length=36)
+    name: str = Field(max_length=255)
+    account_id: int = Field(foreign_key="account.id", index=True)
+    domain_id: int = Field(foreign_key="domain.id")
+    zone_id: int = Field(foreign_key="zone.id", index=True)
+    pool_id: int | None = Field(default=None, foreign_key="storagepool.id")
+    vm_id: int | None = Field(default=None, foreign_key="virtualmachine.id", index=True)
+    device_id: int | None = None  # 0 for ROOT; attach order for data disks
+    volume_type: str = Field(default=VolumeType.DATADISK, max_length=16)
+    disk_offering_id: int | None = Field(default=None, foreign_key="diskoffering.id")
+    template_id: int | None = Field(default=None, foreign_key="template.id")
+    size_bytes: int = Field(sa_column=_bytes_column())  # virtual size
+    format: str = Field(default=ImageFormat.QCOW2, max_length=16)
+    # The volume's key in its libvirt pool (file name for dir pools).
+    path: str | None = Field(default=None, max_length=1024)
+    state: str = Field(default=VolumeState.ALLOCATED, max_length=32)
+    update_count: int = 0
+    created: datetime = Field(default_factory=utcnow)
+    removed: datetime | None = None
+
+
+class TemplateState(StrEnum):
+    ALLOCATED = "Allocated"
+    DOWNLOADING = "Downloading"
+    READY = "Ready"
+    ERROR = "Error"
+    INACTIVE = "Inactive"
+
+
+class Template(SQLModel, table=True):
+    """A template or (format ISO) an ISO, as CloudStack keeps both in vm_template."""
+
+    __table_args__ = (UniqueConstraint("account_id", "name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    uuid: str = Field(default_factory=new_uuid, unique=True, max_length=36)
+    name: str = Field(max_length=255)
+    display_text: str = Field(default="", max_length=1024)
+    account_id: int = Field(foreign_key="account.id")
+    domain_id: int = Field(foreign_key="domain.id")
+    format: str = Field(default=ImageFormat.QCOW2, max_length=16)
+    os_type: str = Field(default="Other Linux (64-bit)", max_length=255)
+    hypervisor: str = Field(default=Hypervisor.KVM, max_length=32)
+    size_bytes: int = Field(default=0, sa_column=_bytes_column())  # virtual size
+    physical_size_bytes: int = Field(default=0, sa_column=_bytes_column())
+    checksum: str | None = Field(default=None, max_length=255)  # "sha256:<hex>"
+    # A host tag the template needs (CloudStack's template tag), joined with the offering's.
+    template_tag: str | None = Field(default=None, max_length=255)
+    bootable: bool = True
+    is_public: bool = False
+    featured: bool = False
+    state: str = Field(default=TemplateState.ALLOCATED, max_length=32)
+    created: datetime = Field(default_factory=utcnow)
+    removed: datetime | None = None
+
+
+class TemplateStoreRef(SQLModel, table=True):
+    """A copy of a template on a zone's secondary storage."""
+
+    template_id: int = Field(foreign_key="template.id", primary_key=True, ondelete="CASCADE")
+    store_id: int = Field(foreign_key="imagestore.id", primary_key=True, index=True)
+    path: str = Field(max_length=1024)
+    state: str = Field(default=TemplateState.ALLOCATED, max_length=32)
+    progress: int = 0  # 0-100 while downloading or copying
+    size_bytes: int = Field(default=0, sa_column=_bytes_column())
+    physical_size_bytes: int = Field(default=0, sa_column=_bytes_column())
+    error: str | None = Field(default=None, max_length=4096)
+    created: datetime = Field(default_factory=utcnow)
+
+
+# --- jobs ------------------------------------------------------------------------------
+
+
+class JobState(StrEnum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    CANCELLED = "Cancelled"
+
+
+class Job(SQLModel, table=True):
+    """Long work (anything touching a hypervisor or copying data), run under a lease."""
+
+    __table_args__ = (Index("ix_job_state_created", "state", "created"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    uuid: str = Field(default_factory=new_uuid, unique=True, max_length=36)
+    job_type: str = Field(max_length=64)  # CloudStack's command names: DeployVM, StopVM ...
+    resource_type: str = Field(max_length=64)
+    resource_uuid: str | None = Field(default=None, max_length=36, index=True)
+    resource_name: str = Field(default="", max_length=255)
+    account_id: int | None = Field(default=None, foreign_key="account.id")
+    user_id: int | None = Field(default=None, foreign_key="user.id")
+    username: str = Field(default="", max_length=255)
+    # The management-server process that holds the lease ("host:pid:start"), renewed by
+    # heartbeat; a job whose lease ran out belongs to a dead owner.
+    owner: str | None = Field(default=None, max_length=255)
+    lease_expires: datetime | None = None
+    state: str = Field(default=JobState.PENDING, max_length=16)
+    progress: int = 0  # 0-100
+    progress_message: str = Field(default="", max_length=1024)
+    result: str | None = Field(default=None, max_length=65536)  # JSON
+    error: str | None = Field(default=None, max_length=4096)
+    created: datetime = Field(default_factory=utcnow)
+    started: datetime | None = None
+    finished: datetime | None = None
