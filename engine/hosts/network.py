@@ -1,0 +1,383 @@
+"""Host networking: bridges, VXLAN and VLAN links, taps and veth pairs, declared and reconciled.
+
+Every `ensure_*` function states what a link should look like and makes it so: it creates
+the link when it is missing, fixes what can be fixed in place (up, bridge membership),
+replaces a link whose identity differs (a VXLAN with another VNI, a VLAN with another id),
+and changes nothing when the link already matches. `remove_link` treats "not there" as
+done. So calling any of them twice leaves the same state as calling them once.
+
+Every function takes `netns`: the name of a network namespace under /run/netns (as made by
+`ip netns add`), or None for the namespace this process runs in. A namespace that does not
+exist is an error, never created behind the caller's back.
+
+Only this package talks to pyroute2. Callers see typed engine errors whose messages name
+the interface and the namespace, never a raw NetlinkError.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import ipaddress
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from engine.errors import (
+    InvalidParameter,
+    NotFound,
+    StateConflict,
+    StratusError,
+)
+
+IFNAME_MAX = 15  # IFNAMSIZ is 16 bytes including the terminating NUL
+VXLAN_PORT = 4789  # IANA's port; Linux defaults to 8472 when none is given, so always send it
+VNI_MAX = 2**24 - 1
+NETNS_DIR = "/run/netns"
+IFF_UP = 0x1
+TUN_TYPE_TAP = 2  # IFLA_TUN_TYPE: 1 = tun, 2 = tap
+
+# Printable ASCII without space; '/' and ':' are refused by the kernel (dev_valid_name) and
+# would also break sysfs paths and alias syntax.
+_IFNAME = re.compile(r"^[!-~]{1,15}$")
+
+IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+Outcome = Literal["created", "updated", "replaced", "unchanged"]
+
+
+class HostNetworkError(StratusError):
+    """The kernel refused a link or address operation; the message says which and why."""
+
+
+class NotSupported(HostNetworkError):
+    """This kernel lacks the feature (e.g. 802.1q VLANs); nothing was changed."""
+
+
+# --- what the functions return -----------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class LinkState:
+    """One network interface as the kernel reports it after an ensure.
+
+    `outcome` says what the call did: created, updated (up or bridge membership fixed in
+    place), replaced (deleted and re-created because its identity differed) or unchanged.
+    """
+
+    name: str
+    netns: str | None
+    index: int
+    kind: str  # "bridge", "vxlan", "vlan", "veth", "tap", "tun"; "" for plain devices
+    up: bool  # administratively up (IFF_UP); carrier is the kernel's business
+    master: str | None  # the bridge it is a port of
+    mtu: int
+    mac: str
+    outcome: Outcome = "unchanged"
+
+
+@dataclass(frozen=True, kw_only=True)
+class VxlanState(LinkState):
+    vni: int
+    local: str | None
+    remote: str | None  # unicast default destination
+    group: str | None  # multicast group
+    dstport: int
+    underlay: str | None  # the device multicast traffic leaves by
+
+
+@dataclass(frozen=True, kw_only=True)
+class VlanState(LinkState):
+    vlan_id: int
+    parent: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class VethState(LinkState):
+    peer: str
+    peer_netns: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class AddressState:
+    interface: str
+    netns: str | None
+    address: str  # "198.51.100.1/24"
+    outcome: Outcome = "unchanged"
+
+
+# --- validation --------------------------------------------------------------------------
+
+
+def _label(name: object) -> str:
+    text = name if isinstance(name, str) else str(name)
+    excerpt = repr(text[:32]) + ("…" if len(text) > 32 else "")
+    return f"interface {excerpt}"
+
+
+def check_ifname(name: object, *, field: str = "name") -> str:
+    """A Linux interface name: 1 to 15 printable ASCII characters, no '/', ':' or whitespace."""
+    if not isinstance(name, str) or name == "":
+        raise InvalidParameter(f"{_label(name)}: an interface name is required", field=field)
+    if len(name) > IFNAME_MAX:
+        raise InvalidParameter(
+            f"{_label(name)}: the name is {len(name)} characters long, the limit is {IFNAME_MAX}",
+            field=field,
+        )
+    if not _IFNAME.match(name) or "/" in name or ":" in name or name in (".", ".."):
+        raise InvalidParameter(
+            f"{_label(name)}: a name may hold only printable ASCII without spaces, "
+            "'/' or ':', and may not be '.' or '..'",
+            field=field,
+        )
+    return name
+
+
+def check_netns_name(netns: object) -> str | None:
+    if netns is None:
+        return None
+    if (
+        not isinstance(netns, str)
+        or not netns
+        or len(netns) > 255
+        or "/" in netns
+        or netns in (".", "..")
+        or not netns.isprintable()
+    ):
+        raise InvalidParameter(
+            f"network namespace {netns!r}: a name is 1 to 255 printable characters "
+            "without '/', and not '.' or '..'",
+            field="netns",
+        )
+    return netns
+
+
+def _where(netns: str | None) -> str:
+    return f"namespace '{netns}'" if netns else "the host namespace"
+
+
+def _check_vni(name: str, vni: object) -> int:
+    if isinstance(vni, bool) or not isinstance(vni, int) or not 0 <= vni <= VNI_MAX:
+        raise InvalidParameter(
+            f"{_label(name)}: VNI {vni!r} is not an integer from 0 to {VNI_MAX}", field="vni"
+        )
+    return vni
+
+
+def _check_port(name: str, port: object) -> int:
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise InvalidParameter(
+            f"{_label(name)}: UDP port {port!r} is not an integer from 1 to 65535",
+            field="dstport",
+        )
+    return port
+
+
+def _check_ip(name: str, value: object, *, field: str) -> IpAddress:
+    try:
+        return ipaddress.ip_address(str(value).strip())
+    except ValueError:
+        raise InvalidParameter(
+            f"{_label(name)}: {field} {value!r} is not a valid IP address", field=field
+        ) from None
+
+
+# --- talking to the kernel ---------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _session(netns: str | None) -> Iterator[IPRoute]:
+    """An rtnetlink socket in `netns`; a missing namespace is NotFound, not created."""
+    if netns is not None and not os.path.exists(os.path.join(NETNS_DIR, netns)):
+        raise NotFound(f"network namespace '{netns}' does not exist", field="netns")
+    try:
+        # flags=0: pyroute2's default O_CREAT would silently create a missing namespace.
+        ipr = IPRoute(netns=netns, flags=0) if netns is not None else IPRoute()
+    except FileNotFoundError:
+        raise NotFound(f"network namespace '{netns}' does not exist", field="netns") from None
+    except OSError as exc:
+        raise HostNetworkError(
+            f"cannot open a netlink socket in {_where(netns)}: {exc.strerror or exc}"
+        ) from None
+    with ipr:
+        yield ipr
+
+
+@contextlib.contextmanager
+def _kernel(action: str, name: str, netns: str | None) -> Iterator[None]:
+    """Turns a netlink or OS failure into a HostNetworkError naming interface and namespace."""
+    try:
+        yield
+    except (NetlinkError, OSError) as exc:
+        code = exc.code if isinstance(exc, NetlinkError) else exc.errno
+        reason = os.strerror(code) if code else str(exc)
+        if code == errno.EPERM:
+            reason += " (needs root or CAP_NET_ADMIN)"
+        raise HostNetworkError(
+            f"{_label(name)} in {_where(netns)}: cannot {action}: {reason}"
+        ) from None
+
+
+def _get(ipr: IPRoute, name: str) -> Any | None:
+    """The link's RTM_NEWLINK message, or None if no such interface."""
+    try:
+        return ipr.link("get", ifname=name)[0]
+    except NetlinkError as exc:
+        if exc.code == errno.ENODEV:
+            return None
+        raise
+
+
+def _name_of(ipr: IPRoute, index: int | None) -> str | None:
+    if not index:
+        return None
+    try:
+        return ipr.link("get", index=index)[0].get("ifname")
+    except NetlinkError:
+        return None
+
+
+def _kind(msg: Any) -> str:
+    kind = msg.get(("linkinfo", "kind")) or ""
+    if kind == "tun" and msg.get(("linkinfo", "data", "IFLA_TUN_TYPE")) == TUN_TYPE_TAP:
+        return "tap"
+    return kind
+
+
+def _is_up(msg: Any) -> bool:
+    return bool(msg["flags"] & IFF_UP)
+
+
+def _base(ipr: IPRoute, msg: Any, netns: str | None, outcome: Outcome) -> dict[str, Any]:
+    return {
+        "name": msg.get("ifname"),
+        "netns": netns,
+        "index": msg["index"],
+        "kind": _kind(msg),
+        "up": _is_up(msg),
+        "master": _name_of(ipr, msg.get("master")),
+        "mtu": msg.get("mtu"),
+        "mac": msg.get("address") or "",
+        "outcome": outcome,
+    }
+
+
+def _refresh(ipr: IPRoute, name: str, netns: str | None) -> Any:
+    with _kernel("read back", name, netns):
+        msg = _get(ipr, name)
+    if msg is None:  # someone removed it under us
+        raise StateConflict(f"{_label(name)} vanished from {_where(netns)} while being set up")
+    return msg
+
+
+def _expect_kind(msg: Any, name: str, netns: str | None, kind: str) -> None:
+    actual = _kind(msg)
+    if actual != kind:
+        raise StateConflict(
+            f"{_label(name)} in {_where(netns)} already exists as "
+            f"{'a ' + actual if actual else 'a plain device'}, not a {kind}; "
+            "remove it or choose another name"
+        )
+
+
+def _bridge_index(ipr: IPRoute, bridge: str | None, netns: str | None) -> int | None:
+    """The index of `bridge`, which must exist and be a bridge; None when no bridge asked."""
+    if bridge is None:
+        return None
+    msg = _get(ipr, bridge)
+    if msg is None:
+        raise NotFound(f"bridge '{bridge}' does not exist in {_where(netns)}", field="bridge")
+    if _kind(msg) != "bridge":
+        raise InvalidParameter(
+            f"{_label(bridge)} in {_where(netns)} is not a bridge", field="bridge"
+        )
+    return msg["index"]
+
+
+def _settle(
+    ipr: IPRoute,
+    msg: Any,
+    name: str,
+    netns: str | None,
+    *,
+    master: int | None,
+    outcome: Outcome,
+) -> tuple[Any, Outcome]:
+    """Brings the link up and into `master` (if given); returns the fresh message."""
+    changes: dict[str, Any] = {}
+    if master is not None and msg.get("master") != master:
+        changes["master"] = master
+    if not _is_up(msg):
+        changes["state"] = "up"
+    if changes:
+        with _kernel("set " + " and ".join(changes), name, netns):
+            ipr.link("set", index=msg["index"], **changes)
+        if outcome == "unchanged":
+            outcome = "updated"
+        msg = _refresh(ipr, name, netns)
+    return msg, outcome
+
+
+def _delete(ipr: IPRoute, msg: Any, name: str, netns: str | None) -> None:
+    try:
+        ipr.link("del", index=msg["index"])
+    except NetlinkError as exc:
+        if exc.code != errno.ENODEV:
+            with _kernel("delete", name, netns):
+                raise
+
+
+# --- bridges -----------------------------------------------------------------------------
+
+
+def ensure_bridge(name: str, *, netns: str | None = None) -> LinkState:
+    """A Linux bridge named `name`, up."""
+    check_ifname(name)
+    netns = check_netns_name(netns)
+    with _session(netns) as ipr:
+        with _kernel("look up", name, netns):
+            msg = _get(ipr, name)
+        outcome: Outcome = "unchanged"
+        if msg is None:
+            with _kernel("create bridge", name, netns):
+                ipr.link("add", ifname=name, kind="bridge")
+            outcome = "created"
+            msg = _refresh(ipr, name, netns)
+        else:
+            _expect_kind(msg, name, netns, "bridge")
+        msg, outcome = _settle(ipr, msg, name, netns, master=None, outcome=outcome)
+        return LinkState(**_base(ipr, msg, netns, outcome))
+
+
+# --- removal and queries -----------------------------------------------------------------
+
+
+def remove_link(name: str, *, netns: str | None = None) -> bool:
+    """Deletes the interface; True if it existed, False if it was already gone.
+
+    Removing one end of a veth pair removes both ends.
+    """
+    check_ifname(name)
+    netns = check_netns_name(netns)
+    with _session(netns) as ipr:
+        with _kernel("look up", name, netns):
+            msg = _get(ipr, name)
+        if msg is None:
+            return False
+        _delete(ipr, msg, name, netns)
+        return True
+
+
+def link_state(name: str, *, netns: str | None = None) -> LinkState | None:
+    """The interface as it is now, or None if it does not exist."""
+    check_ifname(name)
+    netns = check_netns_name(netns)
+    with _session(netns) as ipr, _kernel("look up", name, netns):
+        msg = _get(ipr, name)
+        if msg is None:
+            return None
+        return LinkState(**_base(ipr, msg, netns, "unchanged"))
