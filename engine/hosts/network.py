@@ -29,6 +29,7 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from engine.errors import (
+    AlreadyExists,
     InvalidParameter,
     NotFound,
     StateConflict,
@@ -351,6 +352,354 @@ def ensure_bridge(name: str, *, netns: str | None = None) -> LinkState:
             _expect_kind(msg, name, netns, "bridge")
         msg, outcome = _settle(ipr, msg, name, netns, master=None, outcome=outcome)
         return LinkState(**_base(ipr, msg, netns, outcome))
+
+
+# --- VXLAN -------------------------------------------------------------------------------
+
+
+def _vxlan_state(ipr: IPRoute, msg: Any, netns: str | None, outcome: Outcome) -> VxlanState:
+    data = msg.get(("linkinfo", "data"))
+    get = data.get_attr if data is not None else (lambda _key: None)
+    destination = get("IFLA_VXLAN_GROUP") or get("IFLA_VXLAN_GROUP6")
+    multicast = destination is not None and ipaddress.ip_address(destination).is_multicast
+    return VxlanState(
+        **_base(ipr, msg, netns, outcome),
+        vni=get("IFLA_VXLAN_ID"),
+        local=get("IFLA_VXLAN_LOCAL") or get("IFLA_VXLAN_LOCAL6"),
+        remote=None if multicast else destination,
+        group=destination if multicast else None,
+        dstport=get("IFLA_VXLAN_PORT"),
+        underlay=_name_of(ipr, get("IFLA_VXLAN_LINK")),
+    )
+
+
+def ensure_vxlan(
+    name: str,
+    vni: int,
+    *,
+    local: str,
+    remote: str | None = None,
+    group: str | None = None,
+    dstport: int = VXLAN_PORT,
+    bridge: str | None = None,
+    underlay: str | None = None,
+    netns: str | None = None,
+) -> VxlanState:
+    """A VXLAN link with VNI `vni` sourcing from `local`, up, a port of `bridge` if given.
+
+    Flooded traffic (ARP, unknown unicast) goes to `remote` (a unicast peer) or to the
+    multicast `group` (which needs `underlay`, the device to join the group on); with
+    neither, the kernel only sends where its FDB says. A link of that name whose VNI,
+    addresses, port or underlay differ is replaced (the kernel cannot change them in
+    place) and re-attached to `bridge`, or to the bridge it was a port of.
+    """
+    check_ifname(name)
+    netns = check_netns_name(netns)
+    vni = _check_vni(name, vni)
+    dstport = _check_port(name, dstport)
+    local_ip = _check_ip(name, local, field="local")
+    if remote is not None and group is not None:
+        raise InvalidParameter(
+            f"{_label(name)}: give a unicast remote or a multicast group, not both",
+            field="group",
+        )
+    destination = None
+    if remote is not None:
+        destination = _check_ip(name, remote, field="remote")
+        if destination.is_multicast:
+            raise InvalidParameter(
+                f"{_label(name)}: remote {remote} is a multicast address; pass it as group",
+                field="remote",
+            )
+    if group is not None:
+        destination = _check_ip(name, group, field="group")
+        if not destination.is_multicast:
+            raise InvalidParameter(
+                f"{_label(name)}: group {group} is not a multicast address", field="group"
+            )
+        if underlay is None:
+            raise InvalidParameter(
+                f"{_label(name)}: a multicast group needs an underlay device to join it on",
+                field="underlay",
+            )
+    if destination is not None and destination.version != local_ip.version:
+        raise InvalidParameter(
+            f"{_label(name)}: local {local_ip} and {'remote' if remote else 'group'} "
+            f"{destination} are not of the same IP version",
+            field="remote" if remote else "group",
+        )
+    if bridge is not None:
+        check_ifname(bridge, field="bridge")
+    if underlay is not None:
+        check_ifname(underlay, field="underlay")
+
+    six = local_ip.version == 6
+    spec: dict[str, Any] = {
+        "vxlan_id": vni,
+        "vxlan_port": dstport,
+        ("vxlan_local6" if six else "vxlan_local"): str(local_ip),
+    }
+    if destination is not None:
+        spec["vxlan_group6" if six else "vxlan_group"] = str(destination)
+
+    with _session(netns) as ipr:
+        with _kernel("look up", name, netns):
+            master = _bridge_index(ipr, bridge, netns)
+            underlay_index = None
+            if underlay is not None:
+                found = _get(ipr, underlay)
+                if found is None:
+                    raise NotFound(
+                        f"underlay device '{underlay}' does not exist in {_where(netns)}",
+                        field="underlay",
+                    )
+                underlay_index = found["index"]
+                spec["vxlan_link"] = underlay_index
+            msg = _get(ipr, name)
+
+        outcome: Outcome = "unchanged"
+        if msg is not None:
+            _expect_kind(msg, name, netns, "vxlan")
+            now = _vxlan_state(ipr, msg, netns, outcome)
+            wanted = (
+                vni,
+                str(local_ip),
+                str(destination) if destination is not None else None,
+                dstport,
+                underlay,
+            )
+            if (now.vni, now.local, now.remote or now.group, now.dstport, now.underlay) != wanted:
+                if master is None:  # keep it where it was
+                    master = msg.get("master")
+                _delete(ipr, msg, name, netns)
+                msg, outcome = None, "replaced"
+        if msg is None:
+            with _kernel(f"create vxlan (VNI {vni})", name, netns):
+                ipr.link("add", ifname=name, kind="vxlan", **spec)
+            outcome = "created" if outcome == "unchanged" else outcome
+            msg = _refresh(ipr, name, netns)
+        msg, outcome = _settle(ipr, msg, name, netns, master=master, outcome=outcome)
+        return _vxlan_state(ipr, msg, netns, outcome)
+
+
+# --- 802.1q VLAN -------------------------------------------------------------------------
+
+
+def ensure_vlan(
+    name: str,
+    vlan_id: int,
+    *,
+    parent: str,
+    bridge: str | None = None,
+    netns: str | None = None,
+) -> VlanState:
+    """An 802.1q VLAN link tagging `vlan_id` on `parent`, up, a port of `bridge` if given.
+
+    A kernel built without 802.1q (no 8021q module) answers with NotSupported. A link of
+    that name on another parent or with another id is replaced.
+    """
+    check_ifname(name)
+    netns = check_netns_name(netns)
+    check_ifname(parent, field="parent")
+    if bridge is not None:
+        check_ifname(bridge, field="bridge")
+    if isinstance(vlan_id, bool) or not isinstance(vlan_id, int) or not 1 <= vlan_id <= 4094:
+        raise InvalidParameter(
+            f"{_label(name)}: VLAN id {vlan_id!r} is not an integer from 1 to 4094",
+            field="vlan_id",
+        )
+    with _session(netns) as ipr:
+        with _kernel("look up", name, netns):
+            master = _bridge_index(ipr, bridge, netns)
+            parent_msg = _get(ipr, parent)
+            if parent_msg is None:
+                raise NotFound(
+                    f"parent device '{parent}' does not exist in {_where(netns)}",
+                    field="parent",
+                )
+            msg = _get(ipr, name)
+        outcome: Outcome = "unchanged"
+        if msg is not None:
+            _expect_kind(msg, name, netns, "vlan")
+            current = (msg.get(("linkinfo", "data", "IFLA_VLAN_ID")), msg.get("link"))
+            if current != (vlan_id, parent_msg["index"]):
+                if master is None:
+                    master = msg.get("master")
+                _delete(ipr, msg, name, netns)
+                msg, outcome = None, "replaced"
+        if msg is None:
+            try:
+                ipr.link("add", ifname=name, kind="vlan", link=parent_msg["index"], vlan_id=vlan_id)
+            except NetlinkError as exc:
+                # The kernel answers an unknown link kind with EOPNOTSUPP.
+                if exc.code == errno.EOPNOTSUPP:
+                    raise NotSupported(
+                        "802.1q VLAN interfaces are not supported on this kernel "
+                        f"(creating {_label(name)} on '{parent}' in {_where(netns)}); "
+                        "load the 8021q module or use VXLAN"
+                    ) from None
+                with _kernel(f"create vlan {vlan_id} on '{parent}'", name, netns):
+                    raise
+            outcome = "created" if outcome == "unchanged" else outcome
+            msg = _refresh(ipr, name, netns)
+        msg, outcome = _settle(ipr, msg, name, netns, master=master, outcome=outcome)
+        return VlanState(
+            **_base(ipr, msg, netns, outcome),
+            vlan_id=msg.get(("linkinfo", "data", "IFLA_VLAN_ID")),
+            parent=_name_of(ipr, msg.get("link")),
+        )
+
+
+# --- tap and veth ------------------------------------------------------------------------
+
+
+def ensure_tap(name: str, *, bridge: str | None = None, netns: str | None = None) -> LinkState:
+    """A persistent tap device, up, a port of `bridge` if given.
+
+    Without a process attached it has no carrier; a hypervisor opens it by name.
+    """
+    check_ifname(name)
+    netns = check_netns_name(netns)
+    if bridge is not None:
+        check_ifname(bridge, field="bridge")
+    with _session(netns) as ipr:
+        with _kernel("look up", name, netns):
+            master = _bridge_index(ipr, bridge, netns)
+            msg = _get(ipr, name)
+        outcome: Outcome = "unchanged"
+        if msg is None:
+            with _kernel("create tap", name, netns):
+                ipr.link("add", ifname=name, kind="tuntap", mode="tap")
+            outcome = "created"
+            msg = _refresh(ipr, name, netns)
+        else:
+            _expect_kind(msg, name, netns, "tap")
+        msg, outcome = _settle(ipr, msg, name, netns, master=master, outcome=outcome)
+        return LinkState(**_base(ipr, msg, netns, outcome))
+
+
+def _is_peer_of(candidate: Any | None, msg: Any) -> bool:
+    """Whether `candidate` is a veth whose other end has the index of `msg`.
+
+    IFLA_LINK of a veth is its peer's index in the peer's namespace, so each end names the
+    other; we check both directions.
+    """
+    return (
+        candidate is not None
+        and _kind(candidate) == "veth"
+        and candidate.get("link") == msg["index"]
+        and msg.get("link") == candidate["index"]
+    )
+
+
+def ensure_veth(
+    name: str,
+    peer: str,
+    *,
+    netns: str | None = None,
+    peer_netns: str | None = None,
+    bridge: str | None = None,
+) -> VethState:
+    """A veth pair `name` (in `netns`) <-> `peer` (in `peer_netns`), both ends up.
+
+    `bridge` (in `netns`) takes `name` as a port. A `name` that is a veth with some other
+    peer is replaced; a `peer` name already taken by something else is an error, since
+    it is not ours to delete.
+    """
+    check_ifname(name)
+    check_ifname(peer, field="peer")
+    netns = check_netns_name(netns)
+    peer_netns = check_netns_name(peer_netns)
+    if bridge is not None:
+        check_ifname(bridge, field="bridge")
+    if peer == name and peer_netns == netns:
+        raise InvalidParameter(
+            f"{_label(name)}: a veth pair needs two names, or two namespaces", field="peer"
+        )
+    with _session(netns) as ipr, _session(peer_netns) as peer_ipr:
+        with _kernel("look up", name, netns):
+            master = _bridge_index(ipr, bridge, netns)
+            msg = _get(ipr, name)
+        with _kernel("look up", peer, peer_netns):
+            peer_msg = _get(peer_ipr, peer)
+        outcome: Outcome = "unchanged"
+        if msg is not None:
+            _expect_kind(msg, name, netns, "veth")
+            if not _is_peer_of(peer_msg, msg):
+                if master is None:
+                    master = msg.get("master")
+                _delete(ipr, msg, name, netns)  # takes its old peer with it
+                msg, outcome = None, "replaced"
+                with _kernel("look up", peer, peer_netns):
+                    peer_msg = _get(peer_ipr, peer)
+        if msg is None:
+            if peer_msg is not None:
+                raise AlreadyExists(
+                    f"{_label(peer)} already exists in {_where(peer_netns)} and is not "
+                    f"the peer of '{name}'; remove it or choose another peer name",
+                    field="peer",
+                )
+            peer_spec: dict[str, Any] = {"ifname": peer}
+            if peer_netns != netns:
+                # A path to the peer's namespace; pyroute2 opens it in this process, so
+                # /proc/self/ns/net is the namespace this process runs in.
+                peer_spec["net_ns_fd"] = (
+                    os.path.join(NETNS_DIR, peer_netns) if peer_netns else "/proc/self/ns/net"
+                )
+            with _kernel(f"create veth pair with '{peer}'", name, netns):
+                ipr.link("add", ifname=name, kind="veth", peer=peer_spec)
+            outcome = "created" if outcome == "unchanged" else outcome
+            msg = _refresh(ipr, name, netns)
+        peer_msg = _refresh(peer_ipr, peer, peer_netns)
+        if not _is_up(peer_msg):
+            with _kernel("set up", peer, peer_netns):
+                peer_ipr.link("set", index=peer_msg["index"], state="up")
+            outcome = "updated" if outcome == "unchanged" else outcome
+        msg, outcome = _settle(ipr, msg, name, netns, master=master, outcome=outcome)
+        return VethState(**_base(ipr, msg, netns, outcome), peer=peer, peer_netns=peer_netns)
+
+
+# --- addresses ---------------------------------------------------------------------------
+
+
+def ensure_address(name: str, address: str, *, netns: str | None = None) -> AddressState:
+    """`address` ("198.51.100.1/24") assigned to interface `name`; others are left alone."""
+    check_ifname(name)
+    netns = check_netns_name(netns)
+    try:
+        iface = ipaddress.ip_interface(str(address).strip())
+    except ValueError:
+        raise InvalidParameter(
+            f"{_label(name)}: address {address!r} is not an address with a prefix length "
+            "like 198.51.100.1/24",
+            field="address",
+        ) from None
+    with _session(netns) as ipr:
+        with _kernel("look up", name, netns):
+            msg = _get(ipr, name)
+        if msg is None:
+            raise NotFound(f"{_label(name)} does not exist in {_where(netns)}", field="name")
+        with _kernel("list addresses", name, netns):
+            present = {
+                (a.get("address"), a["prefixlen"]) for a in ipr.addr("dump", index=msg["index"])
+            }
+        outcome: Outcome = "unchanged"
+        if (str(iface.ip), iface.network.prefixlen) not in present:
+            try:
+                ipr.addr(
+                    "add",
+                    index=msg["index"],
+                    address=str(iface.ip),
+                    prefixlen=iface.network.prefixlen,
+                )
+                outcome = "created"
+            except NetlinkError as exc:
+                if exc.code != errno.EEXIST:  # a concurrent caller added it: same end state
+                    with _kernel(f"add address {iface.with_prefixlen}", name, netns):
+                        raise
+        return AddressState(
+            interface=name, netns=netns, address=iface.with_prefixlen, outcome=outcome
+        )
 
 
 # --- removal and queries -----------------------------------------------------------------
