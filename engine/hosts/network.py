@@ -285,16 +285,19 @@ def _expect_kind(msg: Any, name: str, netns: str | None, kind: str) -> None:
         )
 
 
-def _bridge_index(ipr: IPRoute, bridge: str | None, netns: str | None) -> int | None:
+def _bridge_index(ipr: IPRoute, bridge: str | None, name: str, netns: str | None) -> int | None:
     """The index of `bridge`, which must exist and be a bridge; None when no bridge asked."""
     if bridge is None:
         return None
     msg = _get(ipr, bridge)
     if msg is None:
-        raise NotFound(f"bridge '{bridge}' does not exist in {_where(netns)}", field="bridge")
+        raise NotFound(
+            f"{_label(name)}: bridge '{bridge}' does not exist in {_where(netns)}",
+            field="bridge",
+        )
     if _kind(msg) != "bridge":
         raise InvalidParameter(
-            f"{_label(bridge)} in {_where(netns)} is not a bridge", field="bridge"
+            f"{_label(name)}: '{bridge}' in {_where(netns)} is not a bridge", field="bridge"
         )
     return msg["index"]
 
@@ -336,7 +339,11 @@ def _delete(ipr: IPRoute, msg: Any, name: str, netns: str | None) -> None:
 
 
 def ensure_bridge(name: str, *, netns: str | None = None) -> LinkState:
-    """A Linux bridge named `name`, up."""
+    """A Linux bridge named `name`, up.
+
+    A bridge this function creates keeps its MAC address whatever ports come and go; an
+    existing bridge is only brought up, its other settings are its owner's.
+    """
     check_ifname(name)
     netns = check_netns_name(netns)
     with _session(netns) as ipr:
@@ -347,6 +354,13 @@ def ensure_bridge(name: str, *, netns: str | None = None) -> LinkState:
             with _kernel("create bridge", name, netns):
                 ipr.link("add", ifname=name, kind="bridge")
             outcome = "created"
+            msg = _refresh(ipr, name, netns)
+            # A bridge whose MAC was never set takes the lowest MAC of its ports, so adding
+            # or replacing a port (a VXLAN with a new VNI, a guest's tap) would change the
+            # address its neighbours have cached. Setting it, to the random one it has,
+            # pins it.
+            with _kernel("pin the MAC address", name, netns):
+                ipr.link("set", index=msg["index"], address=msg.get("address"))
             msg = _refresh(ipr, name, netns)
         else:
             _expect_kind(msg, name, netns, "bridge")
@@ -444,13 +458,14 @@ def ensure_vxlan(
 
     with _session(netns) as ipr:
         with _kernel("look up", name, netns):
-            master = _bridge_index(ipr, bridge, netns)
+            master = _bridge_index(ipr, bridge, name, netns)
             underlay_index = None
             if underlay is not None:
                 found = _get(ipr, underlay)
                 if found is None:
                     raise NotFound(
-                        f"underlay device '{underlay}' does not exist in {_where(netns)}",
+                        f"{_label(name)}: underlay device '{underlay}' does not exist "
+                        f"in {_where(netns)}",
                         field="underlay",
                     )
                 underlay_index = found["index"]
@@ -510,11 +525,11 @@ def ensure_vlan(
         )
     with _session(netns) as ipr:
         with _kernel("look up", name, netns):
-            master = _bridge_index(ipr, bridge, netns)
+            master = _bridge_index(ipr, bridge, name, netns)
             parent_msg = _get(ipr, parent)
             if parent_msg is None:
                 raise NotFound(
-                    f"parent device '{parent}' does not exist in {_where(netns)}",
+                    f"{_label(name)}: parent device '{parent}' does not exist in {_where(netns)}",
                     field="parent",
                 )
             msg = _get(ipr, name)
@@ -564,7 +579,7 @@ def ensure_tap(name: str, *, bridge: str | None = None, netns: str | None = None
         check_ifname(bridge, field="bridge")
     with _session(netns) as ipr:
         with _kernel("look up", name, netns):
-            master = _bridge_index(ipr, bridge, netns)
+            master = _bridge_index(ipr, bridge, name, netns)
             msg = _get(ipr, name)
         outcome: Outcome = "unchanged"
         if msg is None:
@@ -602,6 +617,9 @@ def ensure_veth(
 ) -> VethState:
     """A veth pair `name` (in `netns`) <-> `peer` (in `peer_netns`), both ends up.
 
+    `peer_netns` None means the same namespace as `name`. (For a pair between the host
+    namespace and a named one, call with netns=None and peer_netns=the named one.)
+
     `bridge` (in `netns`) takes `name` as a port. A `name` that is a veth with some other
     peer is replaced; a `peer` name already taken by something else is an error, since
     it is not ours to delete.
@@ -609,7 +627,7 @@ def ensure_veth(
     check_ifname(name)
     check_ifname(peer, field="peer")
     netns = check_netns_name(netns)
-    peer_netns = check_netns_name(peer_netns)
+    peer_netns = check_netns_name(peer_netns) if peer_netns is not None else netns
     if bridge is not None:
         check_ifname(bridge, field="bridge")
     if peer == name and peer_netns == netns:
@@ -618,7 +636,7 @@ def ensure_veth(
         )
     with _session(netns) as ipr, _session(peer_netns) as peer_ipr:
         with _kernel("look up", name, netns):
-            master = _bridge_index(ipr, bridge, netns)
+            master = _bridge_index(ipr, bridge, name, netns)
             msg = _get(ipr, name)
         with _kernel("look up", peer, peer_netns):
             peer_msg = _get(peer_ipr, peer)
@@ -640,12 +658,8 @@ def ensure_veth(
                     field="peer",
                 )
             peer_spec: dict[str, Any] = {"ifname": peer}
-            if peer_netns != netns:
-                # A path to the peer's namespace; pyroute2 opens it in this process, so
-                # /proc/self/ns/net is the namespace this process runs in.
-                peer_spec["net_ns_fd"] = (
-                    os.path.join(NETNS_DIR, peer_netns) if peer_netns else "/proc/self/ns/net"
-                )
+            if peer_netns is not None and peer_netns != netns:
+                peer_spec["net_ns_fd"] = os.path.join(NETNS_DIR, peer_netns)
             with _kernel(f"create veth pair with '{peer}'", name, netns):
                 ipr.link("add", ifname=name, kind="veth", peer=peer_spec)
             outcome = "created" if outcome == "unchanged" else outcome
