@@ -468,3 +468,27 @@ def test_vlan_is_created_once_and_replaced_on_another_id(ns: str) -> None:
 def test_vlan_id_out_of_range_is_refused(ns: str) -> None:
     with pytest.raises(InvalidParameter, match="VLAN id 4095 is not an integer from 1 to 4094"):
         ensure_vlan("v0", 4095, parent="lo", netns=ns)
+
+
+def test_multicast_and_ipv6_vxlans_read_back_and_stay_unchanged(ns: str) -> None:
+    ensure_veth("under0", "under1", netns=ns)
+    ensure_address("under0", f"{UNDERLAY_A}/24", netns=ns)
+    ensure_address("under0", "2001:db8::1/64", netns=ns)  # IPv6 documentation range
+
+    group = ensure_vxlan(
+        "vx-mc", 300, local=UNDERLAY_A, group="239.1.1.1", underlay="under0", netns=ns
+    )
+    assert (group.group, group.remote, group.underlay) == ("239.1.1.1", None, "under0")
+    again = ensure_vxlan(
+        "vx-mc", 300, local=UNDERLAY_A, group="239.1.1.1", underlay="under0", netns=ns
+    )
+    assert again.outcome == "unchanged"
+    mc = link_of(ns, "vx-mc")["data"]
+    assert mc["group"] == "239.1.1.1" and mc["link"] == "under0"
+
+    six = ensure_vxlan("vx-v6", 301, local="2001:db8::1", remote="2001:db8::2", netns=ns)
+    assert (six.local, six.remote) == ("2001:db8::1", "2001:db8::2")
+    again6 = ensure_vxlan("vx-v6", 301, local="2001:db8::1", remote="2001:db8::2", netns=ns)
+    assert again6.outcome == "unchanged"
+    v6 = link_of(ns, "vx-v6")["data"]
+    assert v6["local6"] == "2001:db8::1" and v6["remote6"] == "2001:db8::2" and v6["id"] == 301
