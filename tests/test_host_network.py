@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -261,6 +262,25 @@ def test_two_namespaces_reach_each_other_over_the_same_vni_only(
     ensure_vxlan("vx-guest", 5001, local=UNDERLAY_B, remote=UNDERLAY_A, netns=b)
     forget_neighbours(a, "br-guest")
     assert reaches(a, GUEST_B)
+
+
+def test_concurrent_ensures_of_one_link_all_succeed_and_exactly_one_creates(ns: str) -> None:
+    # Callers racing between look-up and add: the losers get "File exists" from the
+    # kernel and must reconcile what the winner made instead of failing.
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        bridges = list(pool.map(lambda _: ensure_bridge("br-race", netns=ns), range(6)))
+        vxlans = list(
+            pool.map(
+                lambda _: ensure_vxlan(
+                    "vx-race", 9, local=UNDERLAY_A, remote=UNDERLAY_B, bridge="br-race", netns=ns
+                ),
+                range(6),
+            )
+        )
+    for made in (bridges, vxlans):
+        assert [m.outcome for m in made].count("created") == 1
+        assert len({m.index for m in made}) == 1
+    assert link_of(ns, "vx-race")["master"] == "br-race"
 
 
 # --- veth, tap, addresses ----------------------------------------------------------------

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import ipaddress
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, ParamSpec, TypeVar
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
@@ -205,7 +206,13 @@ def _session(netns: str | None) -> Iterator[IPRoute]:
             f"cannot open a netlink socket in {_where(netns)}: {exc.strerror or exc}"
         ) from None
     with ipr:
-        yield ipr
+        try:
+            yield ipr
+        except (NetlinkError, OSError) as exc:  # a failure no step above worded better
+            code = exc.code if isinstance(exc, NetlinkError) else exc.errno
+            raise HostNetworkError(
+                f"netlink request in {_where(netns)} failed: {os.strerror(code) if code else exc}"
+            ) from None
 
 
 @contextlib.contextmanager
@@ -335,9 +342,50 @@ def _delete(ipr: IPRoute, msg: Any, name: str, netns: str | None) -> None:
                 raise
 
 
+class _Raced(Exception):
+    """Another caller created the link between our look-up and our add."""
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _settles_races(ensure: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Runs an ensure once more if another caller created the link concurrently: the
+    second run finds it and reconciles it like any existing link."""
+
+    @functools.wraps(ensure)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return ensure(*args, **kwargs)
+        except _Raced:
+            try:
+                return ensure(*args, **kwargs)
+            except _Raced:
+                raise StateConflict(
+                    f"{_label(args[0] if args else kwargs.get('name'))}: other callers keep "
+                    "creating and removing it; try again"
+                ) from None
+
+    return wrapper
+
+
+def _create(ipr: IPRoute, name: str, netns: str | None, what: str, **spec: Any) -> None:
+    """`ip link add`; "File exists" means a concurrent creator won, which `_settles_races`
+    handles by reconciling what it made."""
+    try:
+        ipr.link("add", ifname=name, **spec)
+    except NetlinkError as exc:
+        if exc.code == errno.EEXIST:
+            raise _Raced from None
+        with _kernel(f"create {what}", name, netns):
+            raise
+
+
 # --- bridges -----------------------------------------------------------------------------
 
 
+@_settles_races
 def ensure_bridge(name: str, *, netns: str | None = None) -> LinkState:
     """A Linux bridge named `name`, up.
 
@@ -351,8 +399,7 @@ def ensure_bridge(name: str, *, netns: str | None = None) -> LinkState:
             msg = _get(ipr, name)
         outcome: Outcome = "unchanged"
         if msg is None:
-            with _kernel("create bridge", name, netns):
-                ipr.link("add", ifname=name, kind="bridge")
+            _create(ipr, name, netns, "bridge", kind="bridge")
             outcome = "created"
             msg = _refresh(ipr, name, netns)
             # A bridge whose MAC was never set takes the lowest MAC of its ports, so adding
@@ -387,6 +434,7 @@ def _vxlan_state(ipr: IPRoute, msg: Any, netns: str | None, outcome: Outcome) ->
     )
 
 
+@_settles_races
 def ensure_vxlan(
     name: str,
     vni: int,
@@ -489,8 +537,7 @@ def ensure_vxlan(
                 _delete(ipr, msg, name, netns)
                 msg, outcome = None, "replaced"
         if msg is None:
-            with _kernel(f"create vxlan (VNI {vni})", name, netns):
-                ipr.link("add", ifname=name, kind="vxlan", **spec)
+            _create(ipr, name, netns, f"vxlan (VNI {vni})", kind="vxlan", **spec)
             outcome = "created" if outcome == "unchanged" else outcome
             msg = _refresh(ipr, name, netns)
         msg, outcome = _settle(ipr, msg, name, netns, master=master, outcome=outcome)
@@ -500,6 +547,7 @@ def ensure_vxlan(
 # --- 802.1q VLAN -------------------------------------------------------------------------
 
 
+@_settles_races
 def ensure_vlan(
     name: str,
     vlan_id: int,
@@ -546,6 +594,8 @@ def ensure_vlan(
             try:
                 ipr.link("add", ifname=name, kind="vlan", link=parent_msg["index"], vlan_id=vlan_id)
             except NetlinkError as exc:
+                if exc.code == errno.EEXIST:
+                    raise _Raced from None
                 # The kernel answers an unknown link kind with EOPNOTSUPP.
                 if exc.code == errno.EOPNOTSUPP:
                     raise NotSupported(
@@ -568,6 +618,7 @@ def ensure_vlan(
 # --- tap and veth ------------------------------------------------------------------------
 
 
+@_settles_races
 def ensure_tap(name: str, *, bridge: str | None = None, netns: str | None = None) -> LinkState:
     """A persistent tap device, up, a port of `bridge` if given.
 
@@ -583,8 +634,7 @@ def ensure_tap(name: str, *, bridge: str | None = None, netns: str | None = None
             msg = _get(ipr, name)
         outcome: Outcome = "unchanged"
         if msg is None:
-            with _kernel("create tap", name, netns):
-                ipr.link("add", ifname=name, kind="tuntap", mode="tap")
+            _create(ipr, name, netns, "tap", kind="tuntap", mode="tap")
             outcome = "created"
             msg = _refresh(ipr, name, netns)
         else:
@@ -607,6 +657,7 @@ def _is_peer_of(candidate: Any | None, msg: Any) -> bool:
     )
 
 
+@_settles_races
 def ensure_veth(
     name: str,
     peer: str,
@@ -660,8 +711,7 @@ def ensure_veth(
             peer_spec: dict[str, Any] = {"ifname": peer}
             if peer_netns is not None and peer_netns != netns:
                 peer_spec["net_ns_fd"] = os.path.join(NETNS_DIR, peer_netns)
-            with _kernel(f"create veth pair with '{peer}'", name, netns):
-                ipr.link("add", ifname=name, kind="veth", peer=peer_spec)
+            _create(ipr, name, netns, f"veth pair with '{peer}'", kind="veth", peer=peer_spec)
             outcome = "created" if outcome == "unchanged" else outcome
             msg = _refresh(ipr, name, netns)
         peer_msg = _refresh(peer_ipr, peer, peer_netns)
