@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -512,3 +513,42 @@ def test_multicast_and_ipv6_vxlans_read_back_and_stay_unchanged(ns: str) -> None
     assert again6.outcome == "unchanged"
     v6 = link_of(ns, "vx-v6")["data"]
     assert v6["local6"] == "2001:db8::1" and v6["remote6"] == "2001:db8::2" and v6["id"] == 301
+
+
+# --- without privileges ------------------------------------------------------------------
+
+_UNPRIVILEGED_CALL = """
+from engine.hosts.network import HostNetworkError, ensure_bridge
+try:
+    ensure_bridge({name!r}, netns={netns!r})
+except HostNetworkError as exc:
+    print("HostNetworkError:", exc)
+"""
+
+
+@pytest.mark.parametrize("in_namespace", [False, True], ids=["host-namespace", "named-namespace"])
+def test_without_privileges_the_error_is_typed_and_says_what_is_needed(
+    ns: str, in_namespace: bool
+) -> None:
+    """A child process stripped of CAP_NET_ADMIN and CAP_SYS_ADMIN (still uid 0, so it can
+    read the code): the kernel refuses to create a link (host namespace) or to enter a
+    namespace, and the caller gets a HostNetworkError saying what is needed."""
+    if shutil.which("setpriv") is None:
+        missing_part("setpriv (util-linux) is not installed")
+    name = f"stnp{os.getpid() % 100000}"
+    script = _UNPRIVILEGED_CALL.format(name=name, netns=ns if in_namespace else None)
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(network.__file__))))
+    done = subprocess.run(
+        ["setpriv", "--bounding-set=-net_admin,-sys_admin", "--inh-caps=-net_admin,-sys_admin",
+         sys.executable, "-c", script],
+        capture_output=True, text=True, cwd=root,
+    )  # fmt: skip
+    if "HostNetworkError" not in done.stdout:
+        _ip("link", "delete", name, check=False)  # in case it was created after all
+    assert done.returncode == 0, done.stderr
+    assert "needs root or CAP_" in done.stdout
+    where = f"namespace '{ns}'" if in_namespace else "the host namespace"
+    assert where in done.stdout
+    if not in_namespace:
+        assert f"interface '{name}'" in done.stdout and "cannot create bridge" in done.stdout
+    assert name not in names_in(ns)

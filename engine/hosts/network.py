@@ -202,8 +202,11 @@ def _session(netns: str | None) -> Iterator[IPRoute]:
     except FileNotFoundError:
         raise NotFound(f"network namespace '{netns}' does not exist", field="netns") from None
     except OSError as exc:
+        hint = (
+            " (needs root or CAP_SYS_ADMIN and CAP_NET_ADMIN)" if exc.errno == errno.EPERM else ""
+        )
         raise HostNetworkError(
-            f"cannot open a netlink socket in {_where(netns)}: {exc.strerror or exc}"
+            f"cannot open a netlink socket in {_where(netns)}: {exc.strerror or exc}{hint}"
         ) from None
     with ipr:
         try:
