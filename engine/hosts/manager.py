@@ -7,9 +7,10 @@ opened lazily. It turns what the connections report into database changes:
   the domains the database places on it, started when the database says Running; then
   the host's power states are resynced;
 - lost → host Disconnected; still lost after the grace period → Alert;
-- a domain lifecycle event → that VM's power state. A stop is applied only after a short
-  debounce and only if no start followed, so a guest reboot (STOPPED then STARTED) never
-  flaps the state;
+- a domain lifecycle event → that VM's power state, re-read from the host when written (a
+  late event never writes a stale state). A stop is looked at only after a short debounce
+  and only if no start followed, so a guest reboot (STOPPED then STARTED) never flaps the
+  state;
 - `resync_host` / `start_resync` read every domain's state and correct what an event
   missed. Drift is recorded in the database's power state and reported; a real host's
   domains are never changed by a resync.
@@ -204,9 +205,7 @@ class HostManager:
                 old.cancel()
             timer.start()
         elif event == libvirt.VIR_DOMAIN_EVENT_UNDEFINED:
-            self._writer.submit(
-                self._apply_power, hc, name, PowerState.POWER_REPORT_MISSING, only_if_off=True
-            )
+            self._writer.submit(self._apply_power, hc, name, PowerState.POWER_REPORT_MISSING)
 
     def _stop_confirmed(self, hc: HostConnection, name: str) -> None:
         with self._lock:
@@ -249,21 +248,30 @@ class HostManager:
         if changed:
             log.info("%s: status %s", hc.label, status)
 
-    def _apply_power(
-        self, hc: HostConnection, name: str, power: PowerState, *, only_if_off: bool = False
-    ) -> None:
-        if hc.host_id is None or self.db is None:
+    def _apply_power(self, hc: HostConnection, name: str, hint: PowerState) -> None:
+        """Write the domain's power state as the host reports it *now*.
+
+        The event only says which domain to look at: re-reading the state means a late or
+        reordered event can never write a stale state over a newer one.
+        """
+        if hc.host_id is None or self.db is None or not hc.connected:
+            return
+        try:
+            power = domains.power_state(hc, name)
+        except StratusError as exc:
+            log.info(
+                "%s: power state of '%s' not read (%s): event %s dropped", hc.label, name, exc, hint
+            )
             return
         with self.db.write() as session:
-            query = update(VirtualMachine).where(
-                col(VirtualMachine.host_id) == hc.host_id,
-                col(VirtualMachine.instance_name) == name,
-                col(VirtualMachine.power_state) != power,
-            )
-            if only_if_off:
-                query = query.where(col(VirtualMachine.power_state) == PowerState.POWER_OFF)
             changed = session.execute(
-                query.values(power_state=power, power_state_updated=utcnow())
+                update(VirtualMachine)
+                .where(
+                    col(VirtualMachine.host_id) == hc.host_id,
+                    col(VirtualMachine.instance_name) == name,
+                    col(VirtualMachine.power_state) != power,
+                )
+                .values(power_state=power, power_state_updated=utcnow())
             ).rowcount
         if changed:
             self.power_log.append((hc.uri, name, power))
