@@ -73,8 +73,10 @@ def _label(spec: DomainSpec) -> str:
 
 
 def clean_text(text: str, limit: int = MAX_DESCRIPTION) -> str:
-    """Free text XML can hold: characters XML 1.0 forbids removed, length capped."""
-    return _NOT_XML.sub("", text)[:limit]
+    """Free text XML can hold: characters XML 1.0 forbids removed, line ends as parsers
+    report them (a parser turns CR LF and CR into LF), length capped."""
+    text = _NOT_XML.sub("", text).replace("\r\n", "\n").replace("\r", "\n")
+    return text[:limit]
 
 
 def check_domain_name(name: object) -> str:
@@ -187,8 +189,9 @@ def build_domain_xml(spec: DomainSpec) -> str:
     domain = ET.Element("domain", type=spec.domain_type)
     _sub(domain, "name", spec.name)
     _sub(domain, "uuid", str(uuidlib.UUID(spec.uuid)))
-    if spec.description:
-        _sub(domain, "description", clean_text(spec.description))
+    description = clean_text(spec.description)
+    if description:
+        _sub(domain, "description", description)
     metadata = _sub(domain, "metadata")
     vm = _sub(metadata, f"{{{METADATA_NS}}}vm")
     _sub(vm, f"{{{METADATA_NS}}}uuid", str(uuidlib.UUID(spec.vm_uuid)))
