@@ -97,3 +97,18 @@ def test_local_metrics_are_sampled_with_history(tmp_path: Path) -> None:
     assert len(history) == 3  # bounded
     assert history[-1] == metrics.latest()
     assert [s.taken for s in history] == sorted(s.taken for s in history)
+
+
+def test_only_a_local_host_has_live_metrics() -> None:
+    from engine.hosts.manager import HostManager
+
+    manager = HostManager(None)
+    try:
+        assert manager.live_metrics("test:///default") is None
+        assert manager.live_metrics("qemu+ssh://root@kvm1/system") is None
+        local = manager.live_metrics("qemu:///system")
+        assert local is not None and local is manager.live_metrics("qemu:///system")
+        sample = wait_for("a first sample", local.latest)
+        assert sample.memory_total_bytes == psutil.virtual_memory().total
+    finally:
+        manager.close()

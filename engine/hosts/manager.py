@@ -39,6 +39,7 @@ from engine.hosts.connections import (
     is_simulated,
 )
 from engine.hosts.domain_xml import DiskSpec, DomainSpec, build_domain_xml
+from engine.hosts.metrics import LocalMetrics, is_local, local_metrics
 from engine.models import (
     Host,
     HostStatus,
@@ -141,6 +142,13 @@ class HostManager:
         with self.db.read() as session:
             host = resolve(session, Host, host_ref, "host", field="host")
         return self.for_host(host)
+
+    def live_metrics(self, uri: str) -> LocalMetrics | None:
+        """psutil metrics (latest and history) for a host this process runs on, else None.
+
+        Sampling starts on the first request, in a background thread.
+        """
+        return local_metrics() if is_local(uri) else None
 
     def forget(self, uri: str) -> None:
         with self._lock:
