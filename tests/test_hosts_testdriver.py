@@ -330,3 +330,14 @@ def test_hosts_added_by_topology_connect_lazily(cloud, manager, cluster, tmp_pat
     assert not any(hc.connected for hc in connections)
     domains.list_domains(connections[1])
     assert [hc.connected for hc in connections] == [False, True, False]
+
+
+def test_the_periodic_resync_catches_up_without_events(cloud, manager, cluster, tmp_path) -> None:
+    manager.on_lifecycle = lambda *a: None  # type: ignore[method-assign]
+    _host, hc = _host_with_vm(cloud, manager, cluster, tmp_path, state=VmState.STOPPED)
+    assert domains.list_domains(hc) == {"vm-ev": PowerState.POWER_OFF}
+    manager.start_resync(every=0.1)
+    domains.start_domain(hc, "vm-ev")
+    wait_for("resynced PowerOn", lambda: vm_row(cloud, "vm-ev").power_state == "PowerOn")
+    domains.destroy_domain(hc, "vm-ev")
+    wait_for("resynced PowerOff", lambda: vm_row(cloud, "vm-ev").power_state == "PowerOff")
