@@ -134,8 +134,12 @@ class HostConnection:
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._reconnecting = False
-        self._executor = ThreadPoolExecutor(
-            max_workers=workers, thread_name_prefix=f"libvirt-{host_name or 'host'}"
+        self._workers = workers
+        self._executor = self._new_executor()
+
+    def _new_executor(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(
+            max_workers=self._workers, thread_name_prefix=f"libvirt-{self.host_name or 'host'}"
         )
 
     @property
@@ -215,7 +219,10 @@ class HostConnection:
         """
         conn = self._connect_or_lose()
         limit = self.timeout if timeout is None else timeout
-        future: Future[T] = self._executor.submit(fn, conn)
+        try:
+            future: Future[T] = self._executor.submit(fn, conn)
+        except RuntimeError:  # the executor was replaced or closed by a loss just now
+            raise HostUnavailable(f"{self.label}: {what}: the connection was lost") from None
         try:
             return future.result(limit)
         except FutureTimeout:
@@ -281,6 +288,11 @@ class HostConnection:
                 self.disconnected_since = time.monotonic()
             start = not self._reconnecting
             self._reconnecting = True
+            if old is not None:
+                # Calls stuck on the dead connection keep their threads; new calls (and the
+                # reconnect) get fresh ones instead of queueing behind them.
+                stuck, self._executor = self._executor, self._new_executor()
+                stuck.shutdown(wait=False, cancel_futures=True)
         if old is not None:
             threading.Thread(target=self._discard, args=(old,), daemon=True).start()
         if not (was_connected or start):
