@@ -25,7 +25,7 @@ from engine.bootstrap import Cloud
 from engine.hosts import domains, storage
 from engine.hosts.connections import ensure_event_loop
 from engine.hosts.domain_xml import DiskSpec, DomainSpec, build_domain_xml, vm_uuid_of
-from engine.hosts.errors import ImageRefused
+from engine.hosts.errors import HostTimeout, ImageRefused
 from engine.hosts.facts import add_host_from_uri
 from engine.hosts.manager import HostManager
 from engine.models import HostStatus, PowerState, VmState
@@ -269,3 +269,28 @@ def test_libvirtd_dies_host_disconnected_then_reconnected_and_resynced(
         if not _libvirtd_pids():
             _start_libvirtd()
         _cleanup_domain(name)
+
+
+def test_a_frozen_libvirtd_times_calls_out_and_the_host_recovers(qemu, cloud, manager) -> None:
+    make_zone(cloud)
+    make_pod(cloud)
+    cluster = make_cluster(cloud)
+    host = add_host_from_uri(cloud.admin, manager, cluster.uuid, qemu, name="local")
+    hc = manager.for_host(host)
+    domains.list_domains(hc)
+    pids = _libvirtd_pids()
+    assert pids, "libvirtd is not running"
+    try:
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)  # alive but answering nothing: a hung host
+        with pytest.raises(HostTimeout, match=r"host 'local' \(qemu:///system\): list domains"):
+            hc.call(lambda c: c.listAllDomains(0), what="list domains", timeout=1)
+        wait_for(
+            "host Disconnected",
+            lambda: host_row(cloud, host.uuid).status == HostStatus.DISCONNECTED,
+        )
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+    wait_for("host Up again", lambda: host_row(cloud, host.uuid).status == HostStatus.UP)
+    assert isinstance(domains.list_domains(hc), dict)
