@@ -280,6 +280,12 @@ def test_resync_corrects_what_events_missed(cloud, manager, cluster, tmp_path) -
     ]
     assert report.missing == ["vm-gone"]
     assert report.unmanaged == ["stranger"]
+    # The database's intent is left alone and the disagreement reported.
+    assert sorted(report.drift) == [
+        ("vm-ev", "Stopped", "PowerOn"),
+        ("vm-gone", "Running", "PowerReportMissing"),
+    ]
+    assert (vm_row(cloud, "vm-ev").state, vm_row(cloud, "vm-gone").state) == ("Stopped", "Running")
     assert vm_row(cloud, "vm-ev").power_state == "PowerOn"
     assert vm_row(cloud, "vm-gone").power_state == "PowerReportMissing"
     assert manager.resync_host(hc).changed == []  # nothing left to correct
@@ -341,3 +347,21 @@ def test_the_periodic_resync_catches_up_without_events(cloud, manager, cluster, 
     wait_for("resynced PowerOn", lambda: vm_row(cloud, "vm-ev").power_state == "PowerOn")
     domains.destroy_domain(hc, "vm-ev")
     wait_for("resynced PowerOff", lambda: vm_row(cloud, "vm-ev").power_state == "PowerOff")
+
+
+def test_demo_hosts_report_what_the_database_says(cloud, manager) -> None:
+    from engine.demo import build_demo
+
+    build_demo(cloud.admin, hosts=4)
+    hosts = topology.list_hosts(cloud.admin)
+    assert len(hosts) == 4
+    for host in hosts:
+        facts = read_facts(manager.for_host(host))
+        assert facts.driver == "TEST"
+        assert (facts.cpu_sockets, facts.cpu_cores, facts.cpu_mhz) == (
+            host.cpu_sockets,
+            host.cpu_cores,
+            host.cpu_mhz,
+        )
+        assert facts.memory_bytes == host.memory_bytes
+        assert facts.cpu_model == host.cpu_model

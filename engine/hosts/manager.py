@@ -12,8 +12,10 @@ opened lazily. It turns what the connections report into database changes:
   and only if no start followed, so a guest reboot (STOPPED then STARTED) never flaps the
   state;
 - `resync_host` / `start_resync` read every domain's state and correct what an event
-  missed. Drift is recorded in the database's power state and reported; a real host's
-  domains are never changed by a resync.
+  missed. Only the power state (what the hypervisor reports) is written; a VM's `state`
+  is intent (ARCHITECTURE rule 7), so where the two disagree the resync reports drift
+  and leaves the deciding to an operator or a job. A host's domains are never changed
+  by a resync.
 
 Database writes happen on one writer thread, never on libvirt's event loop thread.
 """
@@ -75,6 +77,9 @@ _PLACED_STATES = (
     VmState.MIGRATING,
 )
 
+# The power state a VM in a stable state should have; transitional states belong to a job.
+_EXPECTED_POWER = {VmState.RUNNING: PowerState.POWER_ON, VmState.STOPPED: PowerState.POWER_OFF}
+
 
 @dataclass
 class ResyncReport:
@@ -84,6 +89,10 @@ class ResyncReport:
     changed: list[tuple[str, str, str]] = field(default_factory=list)  # name, before, after
     missing: list[str] = field(default_factory=list)  # in the database, not on the host
     unmanaged: list[str] = field(default_factory=list)  # on the host, not in the database
+    # Intent and power disagree (name, state, power state): a Running VM that is off, a
+    # Stopped one that is on. Reported for an operator or a job to act on; the VM's state
+    # is intent and a resync never rewrites it.
+    drift: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 class HostManager:
@@ -315,6 +324,9 @@ class HostManager:
                 power = actual.get(vm.instance_name, PowerState.POWER_REPORT_MISSING)
                 if power == PowerState.POWER_REPORT_MISSING:
                     report.missing.append(vm.instance_name)
+                expected = _EXPECTED_POWER.get(VmState(vm.state))
+                if expected is not None and power != expected:
+                    report.drift.append((vm.instance_name, vm.state, power))
                 if vm.power_state == power:
                     continue
                 changed = session.execute(
