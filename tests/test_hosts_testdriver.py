@@ -365,3 +365,26 @@ def test_demo_hosts_report_what_the_database_says(cloud, manager) -> None:
         )
         assert facts.memory_bytes == host.memory_bytes
         assert facts.cpu_model == host.cpu_model
+
+
+def test_a_call_stuck_on_a_dead_host_does_not_keep_the_process_alive(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import threading\n"
+        "from engine.hosts.connections import HostConnection\n"
+        "from engine.hosts.errors import HostTimeout\n"
+        "hc = HostConnection('test:///default')\n"
+        "try:\n"
+        "    hc.call(lambda c: threading.Event().wait(), what='hang', timeout=0.2)\n"
+        "except HostTimeout as exc:\n"
+        "    print('timed out:', exc)\n"
+    )
+    # The bound only keeps a regression from hanging the suite; the assertion is that the
+    # interpreter exits at all while a worker thread is still blocked.
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert "timed out: libvirt test:///default: hang did not answer within 0.2 s" in done.stdout

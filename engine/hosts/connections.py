@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from enum import StrEnum
 from typing import TYPE_CHECKING, TypeVar
@@ -91,6 +92,70 @@ def is_simulated(uri: str) -> bool:
     return uri.startswith("test:")
 
 
+class DaemonPool:
+    """A bounded pool of daemon threads running libvirt calls.
+
+    Not a ThreadPoolExecutor: its workers are joined when the interpreter exits, so one
+    call stuck on a dead host would keep the process from ever exiting.
+    """
+
+    def __init__(self, workers: int, name: str) -> None:
+        self._max = workers
+        self._name = name
+        self._queue: queue.SimpleQueue[tuple[Future, Callable[..., object], tuple] | None] = (
+            queue.SimpleQueue()
+        )
+        self._lock = threading.Lock()
+        self._threads = 0
+        self._idle = 0
+        self._closed = False
+
+    def submit(self, fn: Callable[..., T], *args: object) -> Future[T]:
+        future: Future[T] = Future()
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("pool closed")
+            if self._idle == 0 and self._threads < self._max:
+                self._threads += 1
+                threading.Thread(
+                    target=self._work, name=f"{self._name}-{self._threads}", daemon=True
+                ).start()
+            self._queue.put((future, fn, args))
+        return future
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                self._idle += 1
+            item = self._queue.get()
+            with self._lock:
+                self._idle -= 1
+            if item is None:
+                return
+            future, fn, args = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn(*args))
+            except BaseException as exc:
+                future.set_exception(exc)
+
+    def shutdown(self) -> None:
+        """Refuse new work, cancel what has not started; running calls finish alone."""
+        with self._lock:
+            self._closed = True
+            threads = self._threads
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                item[0].cancel()
+        for _ in range(threads):
+            self._queue.put(None)
+
+
 class LinkStatus(StrEnum):
     DISCONNECTED = "disconnected"
     CONNECTED = "connected"
@@ -137,10 +202,8 @@ class HostConnection:
         self._workers = workers
         self._executor = self._new_executor()
 
-    def _new_executor(self) -> ThreadPoolExecutor:
-        return ThreadPoolExecutor(
-            max_workers=self._workers, thread_name_prefix=f"libvirt-{self.host_name or 'host'}"
-        )
+    def _new_executor(self) -> DaemonPool:
+        return DaemonPool(self._workers, f"libvirt-{self.host_name or 'host'}")
 
     @property
     def label(self) -> str:
@@ -292,7 +355,7 @@ class HostConnection:
                 # Calls stuck on the dead connection keep their threads; new calls (and the
                 # reconnect) get fresh ones instead of queueing behind them.
                 stuck, self._executor = self._executor, self._new_executor()
-                stuck.shutdown(wait=False, cancel_futures=True)
+                stuck.shutdown()
         if old is not None:
             threading.Thread(target=self._discard, args=(old,), daemon=True).start()
         if not (was_connected or start):
@@ -352,4 +415,4 @@ class HostConnection:
             self.status = LinkStatus.CLOSED
         if old is not None:
             self._discard(old)
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._executor.shutdown()
