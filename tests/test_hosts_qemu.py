@@ -271,6 +271,10 @@ def test_libvirtd_dies_host_disconnected_then_reconnected_and_resynced(
         wait_for("resynced PowerOn", lambda: vm_row(cloud, name).power_state == "PowerOn")
         assert hc.connects >= 2
         assert domains.domain_state(hc, name) == "running"
+        # Events flow on the new connection (callbacks re-registered; no periodic resync
+        # runs in this test, so only an event can bring this change in).
+        domains.destroy_domain(hc, name)
+        wait_for("PowerOff from an event", lambda: vm_row(cloud, name).power_state == "PowerOff")
     finally:
         if not _libvirtd_pids():
             _start_libvirtd()
