@@ -623,7 +623,8 @@ class PublicIpRange(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     uuid: str = Field(default_factory=new_uuid, unique=True, max_length=36)
     zone_id: int = Field(foreign_key="zone.id", index=True)
-    pod_id: int | None = Field(default=None, foreign_key="pod.id", index=True)
+    # A pod-scoped range becomes zone-wide if its pod is deleted.
+    pod_id: int | None = Field(default=None, foreign_key="pod.id", index=True, ondelete="SET NULL")
     gateway: str = Field(max_length=64)
     netmask: str = Field(max_length=64)
     cidr: str = Field(max_length=64)
@@ -769,7 +770,10 @@ class PodManagementAddress(SQLModel, table=True):
     ip_int: int = Field(sa_column=_ip_int_column())
     address: str = Field(max_length=64)
     state: str = Field(default=IpAddressState.FREE, max_length=16)
-    host_id: int | None = Field(default=None, foreign_key="host.id", unique=True)
+    # SET NULL: deleting a host (topology) leaves the row, which the next sync frees.
+    host_id: int | None = Field(
+        default=None, foreign_key="host.id", unique=True, ondelete="SET NULL"
+    )
     purpose: str | None = Field(default=None, max_length=64)  # "host", or a system service
     allocated: datetime | None = None
 

@@ -9,7 +9,6 @@ isolated network is its source NAT address.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -20,7 +19,7 @@ from engine.context import Caller
 from engine.db import Database
 from engine.errors import InUse, InvalidParameter, NotFound, StateConflict
 from engine.events import record_event
-from engine.ipam.addressing import check_no_overlap, ip_int, ip_text, parse_subnet, zone_spans
+from engine.ipam.addressing import check_no_overlap, ip_text, parse_subnet, zone_spans
 from engine.ipam.allocation import take_exact, take_from_pools
 from engine.ipam.common import Named, caller_account, insert_rows, now, resolve_domain, with_uuids
 from engine.ipam.errors import AddressExhausted
@@ -542,14 +541,6 @@ def expire_quarantines(db: Database) -> int:
         ).rowcount
 
 
-@dataclass(frozen=True)
-class PublicIpFilter:
-    zone_id: int | None = None
-    range_id: int | None = None
-    state: str | None = None
-    account_id: int | None = None
-
-
 def list_public_ips(
     db: Database | Caller,
     *,
@@ -575,18 +566,3 @@ def list_public_ips(
         if after_id is not None:
             query = query.where(col(PublicIpAddress.id) > after_id)
         return list(session.exec(query))
-
-
-__all__ = [
-    "associate_public_ip",
-    "create_public_ip_range",
-    "delete_public_ip_range",
-    "expire_quarantines",
-    "ip_int",
-    "list_public_ip_ranges",
-    "list_public_ips",
-    "release_public_ip",
-    "reserve_public_ip",
-    "take_public_ip",
-    "unreserve_public_ip",
-]

@@ -2,7 +2,7 @@
 
 Revision ID: 0004
 Revises: 0002
-Create Date: 2026-11-24 08:34:14.147970
+Create Date: 2026-11-24 08:39:41.181706
 """
 
 from collections.abc import Sequence
@@ -90,7 +90,7 @@ def upgrade() -> None:
     sa.Column('created', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
     sa.ForeignKeyConstraint(['account_id'], ['account.id'], ),
     sa.ForeignKeyConstraint(['domain_id'], ['domain.id'], ),
-    sa.ForeignKeyConstraint(['pod_id'], ['pod.id'], ),
+    sa.ForeignKeyConstraint(['pod_id'], ['pod.id'], ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['zone_id'], ['zone.id'], ),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('uuid')
@@ -222,7 +222,7 @@ def upgrade() -> None:
     sa.Column('host_id', sa.Integer(), nullable=True),
     sa.Column('purpose', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
     sa.Column('allocated', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
-    sa.ForeignKeyConstraint(['host_id'], ['host.id'], ),
+    sa.ForeignKeyConstraint(['host_id'], ['host.id'], ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['pod_id'], ['pod.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('host_id'),
