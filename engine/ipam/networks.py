@@ -176,7 +176,10 @@ def create_isolated_network(
                 )
         start = max(int(vm_net.network_address), int(net.network_address) + 1)
         end = min(int(vm_net.broadcast_address), int(net.broadcast_address) - 1)
-        if start > end or (start == end == int(gw)):
+        # A gateway at either end of the VM range shortens it; inside, its row is skipped.
+        start += start == int(gw)
+        end -= end == int(gw)
+        if start > end:
             raise InvalidParameter(
                 f"{label}: VM CIDR {vm_net} leaves no address for VMs in {net}", field="vm_cidr"
             )

@@ -323,7 +323,12 @@ def take_public_ip(
     ranges = serving_ranges(session, zone.id, account)  # type: ignore[arg-type]
     if address is not None:
         value = int(parse_ipv4(label, address, field="address", what="public address"))
-        row_id = take_exact(session, "public", {"zone_id": zone.id}, value, values)
+        serving = [r for r in ranges if r.start_int <= value <= r.end_int]
+        row_id = (
+            take_exact(session, "public", {"range_id": serving[0].id}, value, values)
+            if serving
+            else None
+        )
         if row_id is None:
             _refuse_requested(session, label, zone, value, ranges)
     else:
