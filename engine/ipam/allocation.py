@@ -19,9 +19,10 @@ operation (deploy: place → addresses → volumes) commits or rolls back all of
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import Table, Update, bindparam, func, select, update
 from sqlmodel import Session
 
 from engine.models import (
@@ -48,24 +49,33 @@ def take_next_free(
     session: Session, kind: str, pool_id: int, values: dict[str, Any]
 ) -> tuple[int, Any] | None:
     """Mark the lowest free row of the pool with `values`; (row id, value) or None if full."""
+    statement = next_free_statement(kind, tuple(sorted(values)))
+    params = {"pool_id": pool_id, **{f"set_{k}": v for k, v in values.items()}}
+    row = session.execute(statement, params).first()
+    return (row[0], row[1]) if row is not None else None
+
+
+@lru_cache(maxsize=64)
+def next_free_statement(kind: str, columns: tuple[str, ...]) -> Update:
+    """The picking UPDATE … RETURNING (id, value) of a pool kind, setting `columns` from
+    the parameters `set_<column>`; the pool is the parameter `pool_id`. Built once per
+    shape, so each call only binds values (bench/ipam.py compiles it for its floor)."""
     table, pool_col, value_col, text_col = _POOLS[kind]
     free = FREE if kind != "vni" else VniState.FREE
     pick = (
         select(table.c.id)
-        .where(table.c[pool_col] == pool_id, table.c.state == free)
+        .where(table.c[pool_col] == bindparam("pool_id"), table.c.state == free)
         .order_by(table.c[value_col])
         .limit(1)
         .with_for_update(skip_locked=True)
         .scalar_subquery()
     )
-    statement = (
+    return (
         update(table)
         .where(table.c.id == pick, table.c.state == free)
-        .values(**values)
+        .values({name: bindparam(f"set_{name}", type_=table.c[name].type) for name in columns})
         .returning(table.c.id, table.c[text_col])
     )
-    row = session.execute(statement).first()
-    return (row[0], row[1]) if row is not None else None
 
 
 def take_exact(

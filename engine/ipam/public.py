@@ -10,9 +10,10 @@ isolated network is its source NAT address.
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, update
+from sqlalchemy import and_, bindparam, delete, func, or_, update
 from sqlmodel import Session, col, select
 
 from engine.context import Caller
@@ -234,24 +235,29 @@ def list_public_ip_ranges(caller: Caller, zone_ref: str | None = None) -> list[P
 # --- addresses -------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=1)
+def _serving_ranges_query() -> Any:
+    # Built once: a query built per call costs more than running it.
+    return select(PublicIpRange).where(
+        PublicIpRange.zone_id == bindparam("zone_id"),
+        col(PublicIpRange.for_system).is_(False),
+        or_(
+            PublicIpRange.account_id == bindparam("account_id"),
+            and_(
+                col(PublicIpRange.account_id).is_(None),
+                PublicIpRange.domain_id == bindparam("domain_id"),
+            ),
+            and_(col(PublicIpRange.account_id).is_(None), col(PublicIpRange.domain_id).is_(None)),
+        ),
+    )
+
+
 def serving_ranges(session: Session, zone_id: int, account: Account) -> list[PublicIpRange]:
     """Ranges that may serve the account, in the order they are used: dedicated to the
     account, dedicated to its domain, then the shared pool."""
     ranges = session.exec(
-        select(PublicIpRange).where(
-            PublicIpRange.zone_id == zone_id,
-            col(PublicIpRange.for_system).is_(False),
-            or_(
-                PublicIpRange.account_id == account.id,
-                and_(
-                    col(PublicIpRange.account_id).is_(None),
-                    PublicIpRange.domain_id == account.domain_id,
-                ),
-                and_(
-                    col(PublicIpRange.account_id).is_(None), col(PublicIpRange.domain_id).is_(None)
-                ),
-            ),
-        )
+        _serving_ranges_query(),
+        params={"zone_id": zone_id, "account_id": account.id, "domain_id": account.domain_id},
     )
 
     def tier(rng: PublicIpRange) -> tuple[int, int]:
@@ -261,16 +267,23 @@ def serving_ranges(session: Session, zone_id: int, account: Account) -> list[Pub
     return sorted(ranges, key=tier)
 
 
+@lru_cache(maxsize=1)
+def _expire_quarantine_statement() -> Any:
+    return (
+        update(PublicIpAddress)
+        .where(
+            col(PublicIpAddress.range_id) == bindparam("q_range_id"),
+            col(PublicIpAddress.state) == IpAddressState.RELEASING,
+            col(PublicIpAddress.quarantine_until) <= bindparam("q_now"),
+        )
+        .values(_released_values())
+    )
+
+
 def _expire_quarantine(session: Session, range_id: int) -> int:
     """Quarantined addresses whose time is up become Free; how many."""
     return session.execute(
-        update(PublicIpAddress)
-        .where(
-            col(PublicIpAddress.range_id) == range_id,
-            col(PublicIpAddress.state) == IpAddressState.RELEASING,
-            col(PublicIpAddress.quarantine_until) <= now(),
-        )
-        .values(_released_values())
+        _expire_quarantine_statement(), {"q_range_id": range_id, "q_now": now()}
     ).rowcount
 
 
@@ -350,10 +363,12 @@ def take_public_ip(
                 f"public IP range{'s' if len(ranges) > 1 else ''} {listed} is taken"
             )
         row_id = taken[1]
-    row = session.get(PublicIpAddress, row_id)
-    assert row is not None
-    session.refresh(row)
-    return row
+    # Fresh from the database: the row was changed by a Core UPDATE, not through the ORM.
+    return session.exec(
+        select(PublicIpAddress)
+        .where(PublicIpAddress.id == row_id)
+        .execution_options(populate_existing=True)
+    ).one()
 
 
 def _refuse_requested(
