@@ -3,8 +3,9 @@
     .venv/bin/python bench/ipam.py [--runs 300] [--service-runs 100]
 
 For a /24, a /20 and a /16 (each its own SQLite file, WAL, synchronous=NORMAL, as the
-engine opens it) filled to 0 %, 50 %, 90 % and 99 %, it times, interleaved so machine
-noise hits all alike:
+engine opens it; four ranges of that size, filled to 0 %, 50 %, 90 % and 99 %, each
+dedicated to its own account) it times, round-robin over the levels and interleaved so
+machine noise hits all alike:
 
 - allocate+commit: the engine's picking UPDATE (engine.ipam.allocation.take_next_free)
   in one engine write transaction (Database.write(): session, BEGIN IMMEDIATE, commit);
@@ -40,6 +41,7 @@ from engine.bootstrap import open_cloud
 from engine.ipam import public
 from engine.ipam.allocation import next_free_statement, take_next_free
 from engine.ipam.errors import AddressExhausted
+from engine.models import Account
 from engine.topology import create_zone
 
 PREFIXES = (24, 20, 16)
@@ -51,26 +53,61 @@ def p50_us(values: list[float]) -> float:
     return statistics.median(values) * 1e6
 
 
+def _make_accounts(cloud, count: int) -> list[Account]:
+    with cloud.db.write() as session:
+        domain_id = session.get(Account, cloud.admin.account_id).domain_id  # type: ignore[union-attr]
+        accounts = [Account(name=f"bench-{n}", domain_id=domain_id) for n in range(count)]
+        session.add_all(accounts)
+        session.flush()
+        return accounts
+
+
 def measure_prefix(prefix: int, runs: int, service_runs: int, workdir: Path) -> dict:
+    """One zone with five ranges of this size, each dedicated to its own account: four
+    filled to the FILLS levels and timed round-robin (so noise hits every level alike),
+    one filled completely for the typed error."""
     os.environ["STRATUS_HOME"] = str(workdir / f"home-{prefix}")
     db_file = workdir / f"ipam-{prefix}.db"
     cloud = open_cloud(f"sqlite:///{db_file}")
-    network = ipaddress.IPv4Network(f"10.0.0.0/{prefix}")
-    gateway = network.network_address + 1
-    start, end = gateway + 1, network.broadcast_address - 1
     zone = create_zone(cloud.admin, "bench", dns1="8.8.8.8")
+    accounts = _make_accounts(cloud, len(FILLS) + 1)
+    ranges = []
     started = time.perf_counter()
-    rng = public.create_public_ip_range(
-        cloud.admin,
-        "bench",
-        gateway=str(gateway),
-        netmask=str(prefix),
-        start_ip=str(start),
-        end_ip=str(end),
-    )
+    for n, account in enumerate(accounts):
+        network = ipaddress.IPv4Network(f"10.{n + 1}.0.0/{prefix}")
+        gateway = network.network_address + 1
+        ranges.append(
+            public.create_public_ip_range(
+                cloud.admin,
+                zone.uuid,
+                gateway=str(gateway),
+                netmask=str(prefix),
+                start_ip=str(gateway + 1),
+                end_ip=str(network.broadcast_address - 1),
+                account_ref=account.uuid,
+            )
+        )
     create_s = time.perf_counter() - started
-    size = rng.size
-    print(f"/{prefix}: {size:,} addresses; creating the range and its rows took {create_s:.2f} s")
+    size = ranges[0].size
+    print(
+        f"/{prefix}: {len(ranges)} ranges of {size:,} addresses (with their rows) created in "
+        f"{create_s:.2f} s"
+    )
+    levels = list(zip(FILLS, ranges, accounts, strict=False))
+    full_range, full_account = ranges[-1], accounts[-1]
+    with cloud.db.write() as session:
+        for fill, rng, _ in levels:
+            session.execute(
+                text(
+                    "UPDATE publicipaddress SET state='Allocated' WHERE range_id=:r AND "
+                    "ip_int < :limit"
+                ),
+                {"r": rng.id, "limit": rng.start_int + size * fill // 100},
+            )
+        session.execute(
+            text("UPDATE publicipaddress SET state='Allocated' WHERE range_id=:r"),
+            {"r": full_range.id},
+        )
 
     # The floor and the held connection use the engine's pragmas (WAL, synchronous=NORMAL).
     raw = sqlite3.connect(db_file, isolation_level=None)
@@ -82,11 +119,14 @@ def measure_prefix(prefix: int, runs: int, service_runs: int, workdir: Path) -> 
     compiled = next_free_statement("public", ("account_id", "state")).compile(
         dialect=cloud.db.engine.dialect
     )
-    params = compiled.construct_params(
-        {"pool_id": rng.id, "set_account_id": 1, "set_state": "Allocated"}
-    )
     statement_sql = str(compiled)
-    statement_args = tuple(params[name] for name in compiled.positiontup)  # type: ignore[union-attr]
+
+    def statement_args(range_id: int) -> tuple:
+        params = compiled.construct_params(
+            {"pool_id": range_id, "set_account_id": 1, "set_state": "Allocated"}
+        )
+        return tuple(params[name] for name in compiled.positiontup)  # type: ignore[union-attr]
+
     floor_row = raw.execute("SELECT max(id) FROM publicipaddress").fetchone()[0]
     values = {"state": "Allocated", "account_id": cloud.admin.account_id}
 
@@ -99,26 +139,19 @@ def measure_prefix(prefix: int, runs: int, service_runs: int, workdir: Path) -> 
         )
         raw.execute("COMMIT")
 
-    figures: dict = {f"range_size_{prefix}": size}
-    for fill in FILLS:
-        filled = size * fill // 100
-        with cloud.db.write() as session:
-            session.execute(text("UPDATE publicipaddress SET state='Free', account_id=NULL"))
-            session.execute(
-                text(
-                    "UPDATE publicipaddress SET state='Allocated' WHERE range_id=:r AND "
-                    "ip_int < :limit"
-                ),
-                {"r": rng.id, "limit": int(start) + filled},
-            )
-        alloc, stmt, floor, service = [], [], [], []
-        for i in range(WARMUP + runs):
+    alloc: dict[int, list[float]] = {fill: [] for fill in FILLS}
+    stmt = {fill: [] for fill in FILLS}
+    floor = {fill: [] for fill in FILLS}
+    service = {fill: [] for fill in FILLS}
+    args = {fill: statement_args(rng.id) for fill, rng, _ in levels}  # type: ignore[arg-type]
+    for i in range(WARMUP + runs):
+        for fill, rng, account in levels:
             t0 = time.perf_counter()
             with cloud.db.write() as session:
                 taken = take_next_free(session, "public", rng.id, values)  # type: ignore[arg-type]
             t1 = time.perf_counter()
             held.execute("BEGIN IMMEDIATE")
-            row = held.execute(statement_sql, statement_args).fetchone()
+            row = held.execute(statement_sql, args[fill]).fetchone()
             held.execute("COMMIT")
             t2 = time.perf_counter()
             raw.execute("BEGIN")
@@ -126,31 +159,40 @@ def measure_prefix(prefix: int, runs: int, service_runs: int, workdir: Path) -> 
             raw.execute("COMMIT")
             t3 = time.perf_counter()
             assert taken is not None and row is not None
-            free_again([taken[0], row[0]])
+            freed = [taken[0], row[0]]
+            if i < WARMUP + service_runs:
+                t4 = time.perf_counter()
+                got = public.associate_public_ip(cloud.admin, zone.uuid, account_ref=account.uuid)
+                t5 = time.perf_counter()
+                assert got.ip_int >= rng.start_int and got.ip_int <= rng.end_int
+                freed.append(got.id)  # type: ignore[arg-type]
+                if i >= WARMUP:
+                    service[fill].append(t5 - t4)
+            free_again(freed)
             if i >= WARMUP:
-                alloc.append(t1 - t0)
-                stmt.append(t2 - t1)
-                floor.append(t3 - t2)
-        for i in range(WARMUP // 2 + service_runs):
-            t0 = time.perf_counter()
-            got = public.associate_public_ip(cloud.admin, zone.uuid)
-            t1 = time.perf_counter()
-            free_again([got.id])  # type: ignore[list-item]
-            if i >= WARMUP // 2:
-                service.append(t1 - t0)
+                alloc[fill].append(t1 - t0)
+                stmt[fill].append(t2 - t1)
+                floor[fill].append(t3 - t2)
+
+    figures: dict = {f"range_size_{prefix}": size}
+    for fill in FILLS:
         key = f"{prefix}_{fill}pct"
-        figures[f"alloc_commit_p50_us_{key}"] = round(p50_us(alloc), 1)
-        figures[f"statement_held_conn_p50_us_{key}"] = round(p50_us(stmt), 1)
-        figures[f"raw_floor_p50_us_{key}"] = round(p50_us(floor), 1)
-        figures[f"floor_over_alloc_{key}"] = round(p50_us(floor) / p50_us(alloc), 3)
-        figures[f"floor_over_statement_{key}"] = round(p50_us(floor) / p50_us(stmt), 3)
-        figures[f"service_associate_p50_us_{key}"] = round(p50_us(service), 1)
+        a, st, fl, sv = (
+            p50_us(alloc[fill]),
+            p50_us(stmt[fill]),
+            p50_us(floor[fill]),
+            p50_us(service[fill]),
+        )
+        figures[f"alloc_commit_p50_us_{key}"] = round(a, 1)
+        figures[f"statement_held_conn_p50_us_{key}"] = round(st, 1)
+        figures[f"raw_floor_p50_us_{key}"] = round(fl, 1)
+        figures[f"floor_over_alloc_{key}"] = round(fl / a, 3)
+        figures[f"floor_over_statement_{key}"] = round(fl / st, 3)
+        figures[f"service_associate_p50_us_{key}"] = round(sv, 1)
         print(
-            f"/{prefix} {fill:>2}% full: allocate+commit p50 {p50_us(alloc):7.1f} us | "
-            f"same statement, held conn {p50_us(stmt):6.1f} us | raw floor "
-            f"{p50_us(floor):5.1f} us | floor/alloc {p50_us(floor) / p50_us(alloc):.2f}, "
-            f"floor/statement {p50_us(floor) / p50_us(stmt):.2f} | service associate "
-            f"{p50_us(service):7.1f} us"
+            f"/{prefix} {fill:>2}% full: allocate+commit p50 {a:6.1f} us | same statement, "
+            f"held conn {st:5.1f} us | raw floor {fl:5.1f} us | floor/alloc {fl / a:.2f}, "
+            f"floor/statement {fl / st:.2f} | service associate {sv:7.1f} us"
         )
     for fill in FILLS[1:]:
         figures[f"alloc_{fill}pct_over_0pct_{prefix}"] = round(
@@ -159,21 +201,19 @@ def measure_prefix(prefix: int, runs: int, service_runs: int, workdir: Path) -> 
             2,
         )
 
-    # A full range: the typed error.
-    with cloud.db.write() as session:
-        session.execute(text("UPDATE publicipaddress SET state='Allocated'"))
+    # The full range: the typed error, from the service and from the bare primitive.
     errors, misses = [], []
     for i in range(WARMUP + service_runs):
         t0 = time.perf_counter()
         try:
-            public.associate_public_ip(cloud.admin, zone.uuid)
+            public.associate_public_ip(cloud.admin, zone.uuid, account_ref=full_account.uuid)
         except AddressExhausted as exc:
             assert f"({size} addresses)" in str(exc)
         else:
             raise AssertionError("a full range handed out an address")
         t1 = time.perf_counter()
         with cloud.db.write() as session:
-            assert take_next_free(session, "public", rng.id, values) is None  # type: ignore[arg-type]
+            assert take_next_free(session, "public", full_range.id, values) is None  # type: ignore[arg-type]
         t2 = time.perf_counter()
         if i >= WARMUP:
             errors.append(t1 - t0)

@@ -277,6 +277,8 @@ def _expire_quarantine_statement() -> Any:
             col(PublicIpAddress.quarantine_until) <= bindparam("q_now"),
         )
         .values(_released_values())
+        # No ORM object of these rows is loaded here: skip the session synchronisation.
+        .execution_options(synchronize_session=False)
     )
 
 
