@@ -269,7 +269,8 @@ def test_a_requested_public_address_must_be_in_a_range_and_free(cloud, address, 
         public.associate_public_ip(cloud.admin, "z1", address=address)
 
 
-def test_dedicated_ranges_serve_first_then_domain_then_the_shared_pool(cloud) -> None:
+def test_dedicated_ranges_serve_first_then_domain_then_the_shared_pool(any_cloud) -> None:
+    cloud = any_cloud
     make_ipam_world(cloud)  # shared pool 203.0.113.10-20
     acme = make_account(cloud, "acme", domain="customers")
     other = make_account(cloud, "other", domain="customers")
@@ -364,7 +365,8 @@ def test_release_frees_the_address_for_the_next_allocation(cloud) -> None:
     ]
 
 
-def test_quarantine_holds_a_released_address_until_it_expires(cloud) -> None:
+def test_quarantine_holds_a_released_address_until_it_expires(any_cloud) -> None:
+    cloud = any_cloud
     make_ipam_world(cloud)
     first = public.associate_public_ip(cloud.admin, "z1")
     held = public.release_public_ip(cloud.admin, first.address, quarantine_seconds=3600)
@@ -381,7 +383,8 @@ def test_quarantine_holds_a_released_address_until_it_expires(cloud) -> None:
     assert public.associate_public_ip(cloud.admin, "z1").address == first.address
 
 
-def test_an_exhausted_range_reuses_expired_quarantine_on_its_own(cloud) -> None:
+def test_an_exhausted_range_reuses_expired_quarantine_on_its_own(any_cloud) -> None:
+    cloud = any_cloud
     make_ipam_world(cloud)
     taken = [public.associate_public_ip(cloud.admin, "z1") for _ in range(11)]
     public.release_public_ip(cloud.admin, taken[4].uuid, quarantine_seconds=60)
@@ -427,7 +430,8 @@ def test_reserved_addresses_are_never_handed_out_until_unreserved(cloud) -> None
     assert public.associate_public_ip(cloud.admin, "z1").address == "203.0.113.10"
 
 
-def test_a_range_with_taken_addresses_cannot_be_deleted(cloud) -> None:
+def test_a_range_with_taken_addresses_cannot_be_deleted(any_cloud) -> None:
+    cloud = any_cloud
     world = make_ipam_world(cloud)
     public.associate_public_ip(cloud.admin, "z1")
     public.reserve_public_ip(cloud.admin, "z1", "203.0.113.20")
@@ -561,7 +565,8 @@ def test_isolated_networks_need_an_advanced_zone_with_a_vni_pool(cloud) -> None:
         networks.create_isolated_network(cloud.admin, "adv", "n")
 
 
-def test_vnis_are_used_once_per_zone_and_exhaustion_is_typed(cloud) -> None:
+def test_vnis_are_used_once_per_zone_and_exhaustion_is_typed(any_cloud) -> None:
+    cloud = any_cloud
     make_ipam_world(cloud)
     for n in range(10):
         networks.create_isolated_network(cloud.admin, "z1", f"net-{n}", cidr="10.2.0.0/29")
@@ -693,7 +698,8 @@ def test_per_pod_guest_ranges_belong_to_basic_zones_and_never_overlap(cloud) -> 
     assert [n.name for n in basic_networks] == ["guest"]  # one shared network per Basic zone
 
 
-def test_a_basic_zone_vm_gets_an_address_of_its_own_pod(cloud) -> None:
+def test_a_basic_zone_vm_gets_an_address_of_its_own_pod(any_cloud) -> None:
+    cloud = any_cloud
     zone = make_zone(cloud, "basic", network_type="Basic")
     p1 = make_pod(cloud, "basic", "b-rack-1", third_octet=7)
     p2 = make_pod(cloud, "basic", "b-rack-2", third_octet=8)
@@ -769,7 +775,8 @@ BAD_REQUESTS = [
 
 
 @pytest.mark.parametrize(("address", "error", "rule"), BAD_REQUESTS)
-def test_a_requested_guest_address_must_be_inside_and_free(cloud, address, error, rule) -> None:
+def test_a_requested_guest_address_must_be_inside_and_free(any_cloud, address, error, rule) -> None:
+    cloud = any_cloud
     world, _ = _isolated_29(cloud)
     holder = make_vm(cloud, world.zone)
     networks.allocate_nic(cloud.admin, holder.uuid, "net-a", address="10.2.0.3")
@@ -798,7 +805,8 @@ def test_the_reserved_part_of_a_cidr_is_never_handed_out(cloud) -> None:
     assert got == [f"10.2.0.{n}" for n in range(8, 15)]
 
 
-def test_a_full_network_never_hands_out_network_broadcast_or_gateway(cloud) -> None:
+def test_a_full_network_never_hands_out_network_broadcast_or_gateway(any_cloud) -> None:
+    cloud = any_cloud
     world, net = _isolated_29(cloud)
     got = [
         networks.allocate_nic(cloud.admin, make_vm(cloud, world.zone).uuid, "net-a")
@@ -899,7 +907,8 @@ def test_networks_page_by_id_with_filters(cloud) -> None:
 # --- pod management addresses ---------------------------------------------------------------
 
 
-def test_management_addresses_go_to_hosts_and_skip_addresses_hosts_hold(cloud) -> None:
+def test_management_addresses_go_to_hosts_and_skip_addresses_hosts_hold(any_cloud) -> None:
+    cloud = any_cloud
     make_ipam_world(cloud)
     make_cluster(cloud)
     given = topology.add_host(cloud.admin, "c1", host_spec("h1", address="10.1.1.10"))
@@ -915,7 +924,8 @@ def test_management_addresses_go_to_hosts_and_skip_addresses_hosts_hold(cloud) -
     assert management.allocate_management_ip(cloud.admin, "rack-1", purpose="cpvm") == "10.1.1.10"
 
 
-def test_management_address_rules(cloud) -> None:
+def test_management_address_rules(any_cloud) -> None:
+    cloud = any_cloud
     make_zone(cloud)
     make_pod(cloud, start_ip="10.1.1.10", end_ip="10.1.1.11")
     make_cluster(cloud)
