@@ -1002,3 +1002,46 @@ def test_rows_cannot_be_taken_twice_even_by_direct_writes(cloud) -> None:
             .where(PublicIpAddress.address == "203.0.113.11")
             .values(ip_int=PublicIpAddress.ip_int - 1)
         )
+
+
+def test_one_vm_on_two_networks_of_one_cidr_gets_two_macs(cloud) -> None:
+    world = make_ipam_world(cloud)
+    networks.create_isolated_network(cloud.admin, "z1", "iso-1", cidr="10.2.0.0/29")
+    networks.create_isolated_network(cloud.admin, "z1", "iso-2", cidr="10.2.0.0/29")
+    vm = make_vm(cloud, world.zone)
+    first = networks.allocate_nic(cloud.admin, vm.uuid, "iso-1")
+    second = networks.allocate_nic(cloud.admin, vm.uuid, "iso-2")
+    assert first.address == second.address == "10.2.0.2"
+    assert first.mac != second.mac
+    assert all(n.mac.startswith("02:00:") for n in (first, second))
+
+
+def test_what_topology_must_refuse_about_ipam_at_merge(cloud) -> None:
+    """The checks engine.ipam.references offers topology.delete_zone / create_pod."""
+    from engine.ipam.references import check_pod_management_range, zone_ipam_children
+    from engine.models import Zone
+
+    world = make_ipam_world(cloud)
+    networks.create_isolated_network(cloud.admin, "z1", "net-a")
+    with cloud.db.read() as session:
+        zone = session.get(Zone, world.zone.id)
+        children = dict(zone_ipam_children(session, world.zone.id))
+        assert children == {
+            "public IP range": (1, ["203.0.113.10-203.0.113.20"]),
+            "guest network": (1, ["net-a"]),
+            "VLAN/VNI range": (1, ["5000-5009"]),
+        }
+        with pytest.raises(InvalidParameter) as info:
+            check_pod_management_range(
+                session, "pod 'rack-9'", zone, "203.0.113.5", "203.0.113.12", gateway="203.0.113.1"
+            )
+        assert "overlaps public IP range 203.0.113.10-203.0.113.20 in zone 'z1'" in str(info.value)
+        with pytest.raises(InvalidParameter) as info:
+            check_pod_management_range(
+                session, "pod 'rack-9'", zone, "10.100.0.10", "10.100.0.20", gateway="10.100.0.1"
+            )
+        assert "overlaps isolated network 'net-a' 10.100.0.0/24" in str(info.value)
+        # The pod's own range (and other pods) are topology's business, not refused here.
+        check_pod_management_range(
+            session, "pod 'rack-1'", zone, "10.1.1.10", "10.1.1.100", gateway="10.1.1.1"
+        )

@@ -137,6 +137,7 @@ class Span:
     end: int
     isolated: bool = False  # an isolated network's CIDR (isolated by its own VNI)
     gateway: str | None = None
+    pod_id: int | None = None  # set for a pod's management range
 
 
 def zone_spans(
@@ -155,6 +156,7 @@ def zone_spans(
             ip_int(p.start_ip),
             ip_int(p.end_ip),
             gateway=p.gateway,
+            pod_id=p.id,
         )
         for p in session.exec(select(Pod).where(Pod.zone_id == zone_id))
     ]
@@ -230,8 +232,8 @@ def check_no_overlap(
             )
 
 
-def mac_for(ip_value: int) -> str:
-    """A locally administered MAC derived from the guest address: unique per network
-    because the address is."""
-    octets = [0x02, 0x00, *ip_value.to_bytes(4, "big")]
+def mac_for(address_row_id: int) -> str:
+    """A locally administered MAC (02:00:…) from the guest address row's id: unique across
+    every network, so a VM with NICs on two networks of one CIDR gets two MACs."""
+    octets = [0x02, 0x00, *(address_row_id % 2**32).to_bytes(4, "big")]
     return ":".join(f"{o:02x}" for o in octets)

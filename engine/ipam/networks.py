@@ -26,6 +26,7 @@ from engine.errors import AlreadyExists, InUse, InvalidParameter, NotFound, Stat
 from engine.events import record_event
 from engine.ipam.addressing import (
     check_no_overlap,
+    ip_int,
     ip_text,
     mac_for,
     parse_subnet,
@@ -537,20 +538,22 @@ def take_guest_address(
     *,
     address: str | None = None,
     state: str = IpAddressState.ALLOCATED,
-) -> tuple[int, str]:
+) -> tuple[int, int, str]:
     """An address of the network for the VM (the requested one or the next free), inside
-    the caller's transaction."""
+    the caller's transaction: (address row id, address as an integer, dotted text)."""
     label = f"VM '{vm.name}'"
     ranges = _ranges_for(session, network, vm)
     values = {"state": state, "vm_id": vm.id, "allocated": now()}
     if address is not None:
         value = int(parse_ipv4(label, address, field="address", what="address"))
-        if (
-            not any(r.start_int <= value <= r.end_int for r in ranges)
-            or take_exact(session, "guest", {"network_id": network.id}, value, values) is None
-        ):
+        row_id = (
+            take_exact(session, "guest", {"network_id": network.id}, value, values)
+            if any(r.start_int <= value <= r.end_int for r in ranges)
+            else None
+        )
+        if row_id is None:
             _refuse_guest_address(session, label, network, ranges, value)
-        return value, ip_text(value)
+        return row_id, value, ip_text(value)  # type: ignore[return-value]
     taken = take_from_pools(session, "guest", [r.id for r in ranges], values)  # type: ignore[misc]
     if taken is None:
         if not ranges:
@@ -563,9 +566,7 @@ def take_guest_address(
             f"{network_label(network)}: every address of guest range"
             f"{'s' if len(ranges) > 1 else ''} {listed} is taken"
         )
-    row = session.get(GuestIpAddress, taken[1])
-    assert row is not None
-    return row.ip_int, row.address
+    return taken[1], ip_int(taken[2]), taken[2]
 
 
 def release_guest_address(session: Session, network_id: int, value: int) -> None:
@@ -604,13 +605,13 @@ def add_nic(
         is_default = not existing
     if is_default and any(n.is_default for n in existing):
         raise InvalidParameter(f"{label} already has a default NIC", field="is_default")
-    value, text = take_guest_address(session, network, vm, address=address)
+    row_id, value, text = take_guest_address(session, network, vm, address=address)
     nic = Nic(
         vm_id=vm.id,
         network_id=network.id,
         ip_int=value,
         address=text,  # type: ignore[arg-type]
-        mac=mac_for(value),
+        mac=mac_for(row_id),
         is_default=is_default,
     )
     session.add(nic)
