@@ -237,8 +237,19 @@ def list_public_ip_ranges(caller: Caller, zone_ref: str | None = None) -> list[P
 
 @lru_cache(maxsize=1)
 def _serving_ranges_query() -> Any:
-    # Built once: a query built per call costs more than running it.
-    return select(PublicIpRange).where(
+    # Built once: a query built per call costs more than running it. The second column
+    # says whether the range holds quarantined addresses whose time is up (an index probe),
+    # so a full range costs no extra statement when it has none.
+    expired = (
+        select(PublicIpAddress.id)
+        .where(
+            PublicIpAddress.range_id == PublicIpRange.id,
+            PublicIpAddress.state == IpAddressState.RELEASING,
+            col(PublicIpAddress.quarantine_until) <= bindparam("q_now"),
+        )
+        .exists()
+    )
+    return select(PublicIpRange, expired).where(
         PublicIpRange.zone_id == bindparam("zone_id"),
         col(PublicIpRange.for_system).is_(False),
         or_(
@@ -252,19 +263,31 @@ def _serving_ranges_query() -> Any:
     )
 
 
-def serving_ranges(session: Session, zone_id: int, account: Account) -> list[PublicIpRange]:
-    """Ranges that may serve the account, in the order they are used: dedicated to the
-    account, dedicated to its domain, then the shared pool."""
-    ranges = session.exec(
+def _serving(
+    session: Session, zone_id: int, account: Account
+) -> tuple[list[PublicIpRange], set[int]]:
+    rows = session.exec(
         _serving_ranges_query(),
-        params={"zone_id": zone_id, "account_id": account.id, "domain_id": account.domain_id},
-    )
+        params={
+            "zone_id": zone_id,
+            "account_id": account.id,
+            "domain_id": account.domain_id,
+            "q_now": now(),
+        },
+    ).all()
 
     def tier(rng: PublicIpRange) -> tuple[int, int]:
         rank = 0 if rng.account_id is not None else 1 if rng.domain_id is not None else 2
         return rank, rng.start_int
 
-    return sorted(ranges, key=tier)
+    ranges = sorted((rng for rng, _ in rows), key=tier)
+    return ranges, {rng.id for rng, expired in rows if expired}  # type: ignore[misc]
+
+
+def serving_ranges(session: Session, zone_id: int, account: Account) -> list[PublicIpRange]:
+    """Ranges that may serve the account, in the order they are used: dedicated to the
+    account, dedicated to its domain, then the shared pool."""
+    return _serving(session, zone_id, account)[0]
 
 
 @lru_cache(maxsize=1)
@@ -335,7 +358,7 @@ def take_public_ip(
         "allocated": now(),
         "quarantine_until": None,
     }
-    ranges = serving_ranges(session, zone.id, account)  # type: ignore[arg-type]
+    ranges, expired = _serving(session, zone.id, account)  # type: ignore[arg-type]
     if address is not None:
         value = int(parse_ipv4(label, address, field="address", what="public address"))
         serving = [r for r in ranges if r.start_int <= value <= r.end_int]
@@ -352,7 +375,7 @@ def take_public_ip(
             "public",
             [r.id for r in ranges],
             values,
-            before_retry=lambda rid: _expire_quarantine(session, rid),
+            before_retry=lambda rid: _expire_quarantine(session, rid) if rid in expired else 0,
         )
         if taken is None:
             if not ranges:
