@@ -922,6 +922,11 @@ def test_management_addresses_go_to_hosts_and_skip_addresses_hosts_hold(any_clou
     topology.update_host(cloud.admin, given.uuid, address=None)
     management.release_management_ip(cloud.admin, "rack-1", "10.1.1.12")
     assert management.allocate_management_ip(cloud.admin, "rack-1", purpose="cpvm") == "10.1.1.10"
+    # A host moved to another address (by topology) frees its old one and holds the new.
+    topology.update_host(cloud.admin, new.uuid, address="10.1.1.13")
+    assert management.allocate_management_ip(cloud.admin, "rack-1", purpose="a") == "10.1.1.11"
+    assert management.allocate_management_ip(cloud.admin, "rack-1", purpose="b") == "10.1.1.12"
+    assert management.allocate_management_ip(cloud.admin, "rack-1", purpose="c") == "10.1.1.14"
 
 
 def test_management_address_rules(any_cloud) -> None:

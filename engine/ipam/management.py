@@ -73,26 +73,35 @@ def sync_pod_management_addresses(session: Session, pod: Pod) -> None:
         )
         .values(state=IpAddressState.FREE, host_id=None, purpose=None, allocated=None)
     )
-    # Addresses given to hosts directly (add_hosts, update_host) become taken rows.
-    holder = (
-        select(hosts.c.id)
-        .where(hosts.c.pod_id == pod.id, hosts.c.address == table.c.address)
-        .limit(1)
-        .scalar_subquery()
-    )
-    session.execute(
-        update(table)
-        .where(
-            table.c.pod_id == pod.id,
-            table.c.state == IpAddressState.FREE,
-            select(hosts.c.id)
-            .where(hosts.c.pod_id == pod.id, hosts.c.address == table.c.address)
-            .exists(),
+    # Addresses given to hosts directly (add_hosts, update_host) become taken rows. Driven
+    # from the pod's hosts that hold an address but no row (host_id is unique, so this is
+    # one index probe per host, and usually finds none), never from the free rows.
+    unclaimed = session.execute(
+        select(hosts.c.id, hosts.c.address).where(
+            hosts.c.pod_id == pod.id,
+            hosts.c.address.is_not(None),
+            ~select(table.c.id).where(table.c.host_id == hosts.c.id).exists(),
         )
-        .values(
-            state=IpAddressState.ALLOCATED, host_id=holder, purpose=HOST_PURPOSE, allocated=now()
+    ).all()
+    for host_id, address in unclaimed:
+        try:
+            value = ip_int(address)
+        except ValueError:
+            continue  # not an IPv4 address: nothing of this pod's range
+        session.execute(
+            update(table)
+            .where(
+                table.c.pod_id == pod.id,
+                table.c.ip_int == value,
+                table.c.state == IpAddressState.FREE,
+            )
+            .values(
+                state=IpAddressState.ALLOCATED,
+                host_id=host_id,
+                purpose=HOST_PURPOSE,
+                allocated=now(),
+            )
         )
-    )
 
 
 def take_management_ip(
