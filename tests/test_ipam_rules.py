@@ -1050,3 +1050,51 @@ def test_what_topology_must_refuse_about_ipam_at_merge(cloud) -> None:
         check_pod_management_range(
             session, "pod 'rack-1'", zone, "10.1.1.10", "10.1.1.100", gateway="10.1.1.1"
         )
+
+
+def test_a_gateway_inside_the_vm_range_is_skipped_not_handed_out(cloud) -> None:
+    world = make_ipam_world(cloud)
+    networks.create_isolated_network(
+        cloud.admin, "z1", "mid", cidr="10.2.0.0/29", gateway="10.2.0.4"
+    )
+    got = [
+        networks.allocate_nic(cloud.admin, make_vm(cloud, world.zone).uuid, "mid").address
+        for _ in range(5)
+    ]
+    assert got == ["10.2.0.1", "10.2.0.2", "10.2.0.3", "10.2.0.5", "10.2.0.6"]
+
+
+def test_free_guest_ranges_are_deleted_and_isolated_ranges_go_with_their_network(cloud) -> None:
+    from sqlmodel import select
+
+    from engine.models import GuestIpAddress, GuestIpRange
+
+    make_ipam_world(cloud)
+    shared = networks.create_shared_network(
+        cloud.admin,
+        "z1",
+        "shared",
+        gateway="10.9.0.1",
+        netmask="24",
+        start_ip="10.9.0.10",
+        end_ip="10.9.0.20",
+    )
+    iso = networks.create_isolated_network(cloud.admin, "z1", "iso", cidr="10.2.0.0/29")
+    with cloud.db.read() as session:
+        ranges = {r.network_id: r for r in session.exec(select(GuestIpRange))}
+    with rejects(cloud, InvalidParameter, "an isolated network's range goes with the network"):
+        networks.delete_guest_ip_range(cloud.admin, ranges[iso.id].uuid)
+    networks.delete_guest_ip_range(cloud.admin, ranges[shared.id].uuid)
+    with cloud.db.read() as session:
+        left = session.exec(select(GuestIpAddress.network_id).distinct()).all()
+    assert left == [iso.id]
+
+
+def test_a_pod_scoped_public_range_needs_a_pod_of_its_zone(cloud) -> None:
+    make_ipam_world(cloud)
+    make_zone(cloud, "z2")
+    make_pod(cloud, "z2", "other-rack", third_octet=9)
+    with rejects(cloud, NotFound, "pod 'other-rack' does not exist in zone 'z1'", field="pod"):
+        _range(cloud, pod_ref="other-rack")
+    rng = _range(cloud, pod_ref="rack-1")
+    assert rng.pod_id is not None
