@@ -257,7 +257,7 @@ def test_addresses_follow_the_model(cloud) -> None:
     run_state_machine_as_test(
         AddressMachine,
         settings=settings(
-            max_examples=12,
+            max_examples=25,
             stateful_step_count=30,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
