@@ -136,7 +136,7 @@ def take_management_ip(
         "allocated": now(),
     }
     if address is not None:
-        value = ip_int_or_refuse(label, address)
+        value = _parse_address(label, address)
         start, end = ip_int(pod.start_ip), ip_int(pod.end_ip)
         if not start <= value <= end:
             raise InvalidParameter(
@@ -159,7 +159,7 @@ def take_management_ip(
     return text
 
 
-def ip_int_or_refuse(label: str, address: str) -> int:
+def _parse_address(label: str, address: str) -> int:
     return int(parse_ipv4(label, address, field="address", what="address"))
 
 
@@ -188,7 +188,7 @@ def release_management_ip(caller: Caller, pod_ref: str, address: str) -> None:
     with caller.db.write() as session:
         pod = resolve(session, Pod, pod_ref, "pod", field="pod")
         label = management_label(pod)
-        value = ip_int_or_refuse(label, address)
+        value = _parse_address(label, address)
         sync_pod_management_addresses(session, pod)
         row = session.exec(
             select(PodManagementAddress).where(

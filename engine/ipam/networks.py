@@ -121,10 +121,10 @@ def _new_network_name(session: Session, zone: Zone, name: str) -> tuple[str, str
 
 def _require_zone_type(label: str, zone: Zone, wanted: NetworkType, what: str) -> None:
     if zone.network_type != wanted:
+        article = "an" if wanted == NetworkType.ADVANCED else "a"
         raise InvalidParameter(
-            f"{label}: {what} need an {wanted} zone; zone '{zone.name}' is {zone.network_type}"
-            if wanted == NetworkType.ADVANCED
-            else f"{label}: {what} need a {wanted} zone; zone '{zone.name}' is {zone.network_type}",
+            f"{label}: {what} need {article} {wanted} zone; zone '{zone.name}' is "
+            f"{zone.network_type}",
             field="zone",
         )
 
