@@ -558,3 +558,286 @@ class Job(SQLModel, table=True):
     created: datetime = Field(default_factory=utcnow)
     started: datetime | None = None
     finished: datetime | None = None
+
+
+# --- ipam ------------------------------------------------------------------------------
+#
+# Every allocatable thing (public address, guest address, pod management address, VNI) is
+# a row with a state; allocation is one UPDATE that picks a Free row and marks it, backed
+# by unique constraints. IPv4 addresses are kept twice: dotted text for people and an
+# integer (`ip_int`, BIGINT: 2**32 does not fit PostgreSQL's INTEGER) for ordering and
+# range queries. `ip_version` and the nullable `ip6_*` columns leave room for IPv6.
+
+
+def _ip_int_column(*, nullable: bool = False) -> Column:
+    return Column(BigInteger, nullable=nullable)
+
+
+class IpAddressState(StrEnum):
+    """CloudStack's states of an address (public, guest or management)."""
+
+    FREE = "Free"
+    ALLOCATING = "Allocating"
+    ALLOCATED = "Allocated"
+    RELEASING = "Releasing"  # released under quarantine, not yet Free
+    RESERVED = "Reserved"  # held for system use or by an operator
+
+
+class IsolationMethod(StrEnum):
+    VLAN = "vlan"
+    VXLAN = "vxlan"
+    UNTAGGED = "untagged"
+
+
+class GuestType(StrEnum):
+    SHARED = "Shared"
+    ISOLATED = "Isolated"
+
+
+class NetworkState(StrEnum):
+    ALLOCATED = "Allocated"  # in the database; nothing set up on hosts yet
+    IMPLEMENTED = "Implemented"
+    SHUTDOWN = "Shutdown"
+
+
+class VniState(StrEnum):
+    FREE = "Free"
+    ALLOCATED = "Allocated"
+
+
+class TrafficDirection(StrEnum):
+    INGRESS = "ingress"
+    EGRESS = "egress"
+
+
+class RuleProtocol(StrEnum):
+    TCP = "tcp"
+    UDP = "udp"
+    ICMP = "icmp"
+    ALL = "all"
+
+
+class PublicIpRange(SQLModel, table=True):
+    """A public IP range of a zone (CloudStack's `vlan` table)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    uuid: str = Field(default_factory=new_uuid, unique=True, max_length=36)
+    zone_id: int = Field(foreign_key="zone.id", index=True)
+    # A pod-scoped range becomes zone-wide if its pod is deleted.
+    pod_id: int | None = Field(default=None, foreign_key="pod.id", index=True, ondelete="SET NULL")
+    gateway: str = Field(max_length=64)
+    netmask: str = Field(max_length=64)
+    cidr: str = Field(max_length=64)
+    isolation: str = Field(default=IsolationMethod.UNTAGGED, max_length=16)
+    vlan_tag: int | None = None  # VLAN id or VXLAN VNI; None when untagged
+    start_ip: str = Field(max_length=64)
+    end_ip: str = Field(max_length=64)
+    start_int: int = Field(sa_column=_ip_int_column())
+    end_int: int = Field(sa_column=_ip_int_column())
+    size: int  # allocatable addresses (rows) in the range
+    ip_version: int = 4
+    ip6_gateway: str | None = Field(default=None, max_length=64)
+    ip6_cidr: str | None = Field(default=None, max_length=64)
+    # Dedicated ranges serve their account (or domain) first; None = the shared pool.
+    account_id: int | None = Field(default=None, foreign_key="account.id", index=True)
+    domain_id: int | None = Field(default=None, foreign_key="domain.id", index=True)
+    for_system: bool = False  # reserved for system VMs / services, never for tenants
+    created: datetime = Field(default_factory=utcnow)
+
+
+class PublicIpAddress(SQLModel, table=True):
+    """One allocatable public address (CloudStack's `user_ip_address`)."""
+
+    __table_args__ = (
+        UniqueConstraint("zone_id", "ip_int"),
+        Index("ix_publicip_range_state_ip", "range_id", "state", "ip_int"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    uuid: str = Field(default_factory=new_uuid, unique=True, max_length=36)
+    range_id: int = Field(foreign_key="publiciprange.id", ondelete="CASCADE")
+    zone_id: int = Field(foreign_key="zone.id")
+    ip_int: int = Field(sa_column=_ip_int_column())
+    address: str = Field(max_length=64)
+    ip_version: int = 4
+    state: str = Field(default=IpAddressState.FREE, max_length=16)
+    account_id: int | None = Field(default=None, foreign_key="account.id", index=True)
+    domain_id: int | None = Field(default=None, foreign_key="domain.id")
+    network_id: int | None = Field(default=None, foreign_key="guestnetwork.id", index=True)
+    source_nat: bool = False  # the isolated network's source NAT address
+    allocated: datetime | None = None
+    quarantine_until: datetime | None = None
+
+
+class GuestNetwork(SQLModel, table=True):
+    """A guest network: the Basic zone's shared one, or an Advanced zone's shared/isolated."""
+
+    __table_args__ = (UniqueConstraint("zone_id", "name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    uuid: str = Field(default_factory=new_uuid, unique=True, max_length=36)
+    name: str = Field(max_length=255)
+    display_text: str = Field(default="", max_length=1024)
+    zone_id: int = Field(foreign_key="zone.id", index=True)
+    guest_type: str = Field(max_length=16)
+    # Owner of an isolated network; None for shared networks.
+    account_id: int | None = Field(default=None, foreign_key="account.id", index=True)
+    domain_id: int | None = Field(default=None, foreign_key="domain.id")
+    # None for a Basic zone's network: its ranges (one per pod) carry their own networks.
+    cidr: str | None = Field(default=None, max_length=64)
+    gateway: str | None = Field(default=None, max_length=64)
+    netmask: str | None = Field(default=None, max_length=64)
+    # CloudStack's IP reservation: VMs get addresses from vm_cidr only; the rest of `cidr`
+    # is reserved for machines outside Stratus. None = the whole CIDR.
+    vm_cidr: str | None = Field(default=None, max_length=64)
+    isolation: str = Field(default=IsolationMethod.VLAN, max_length=16)
+    vni: int | None = None  # VLAN id or VXLAN VNI from the zone's pool
+    state: str = Field(default=NetworkState.ALLOCATED, max_length=16)
+    ip_version: int = 4
+    ip6_gateway: str | None = Field(default=None, max_length=64)
+    ip6_cidr: str | None = Field(default=None, max_length=64)
+    created: datetime = Field(default_factory=utcnow)
+
+
+class GuestIpRange(SQLModel, table=True):
+    """Allocatable guest addresses of a network (a Basic zone has one per pod)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    uuid: str = Field(default_factory=new_uuid, unique=True, max_length=36)
+    network_id: int = Field(foreign_key="guestnetwork.id", index=True, ondelete="CASCADE")
+    pod_id: int | None = Field(default=None, foreign_key="pod.id", index=True, ondelete="CASCADE")
+    gateway: str = Field(max_length=64)
+    netmask: str = Field(max_length=64)
+    cidr: str = Field(max_length=64)
+    start_ip: str = Field(max_length=64)
+    end_ip: str = Field(max_length=64)
+    start_int: int = Field(sa_column=_ip_int_column())
+    end_int: int = Field(sa_column=_ip_int_column())
+    size: int
+    ip_version: int = 4
+    created: datetime = Field(default_factory=utcnow)
+
+
+class GuestIpAddress(SQLModel, table=True):
+    """One allocatable guest address, pre-generated so allocation never scans for a gap."""
+
+    __table_args__ = (
+        UniqueConstraint("network_id", "ip_int"),
+        Index("ix_guestip_range_state_ip", "range_id", "state", "ip_int"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    range_id: int = Field(foreign_key="guestiprange.id", ondelete="CASCADE")
+    network_id: int = Field(foreign_key="guestnetwork.id", ondelete="CASCADE")
+    ip_int: int = Field(sa_column=_ip_int_column())
+    address: str = Field(max_length=64)
+    state: str = Field(default=IpAddressState.FREE, max_length=16)
+    vm_id: int | None = Field(default=None, foreign_key="virtualmachine.id", index=True)
+    allocated: datetime | None = None
+
+
+class Nic(SQLModel, table=True):
+    """A VM's interface on a guest network; (network, address) is unique."""
+
+    __table_args__ = (
+        UniqueConstraint("network_id", "ip_int"),
+        UniqueConstraint("network_id", "mac"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    uuid: str = Field(default_factory=new_uuid, unique=True, max_length=36)
+    vm_id: int = Field(foreign_key="virtualmachine.id", index=True)
+    network_id: int = Field(foreign_key="guestnetwork.id")
+    ip_int: int = Field(sa_column=_ip_int_column())
+    address: str = Field(max_length=64)
+    mac: str = Field(max_length=17)
+    is_default: bool = False
+    ip_version: int = 4
+    ip6_address: str | None = Field(default=None, max_length=64)
+    created: datetime = Field(default_factory=utcnow)
+
+
+class PodManagementAddress(SQLModel, table=True):
+    """One address of a pod's management range, for a host or a system service."""
+
+    __table_args__ = (
+        UniqueConstraint("pod_id", "ip_int"),
+        Index("ix_podmgmt_pod_state_ip", "pod_id", "state", "ip_int"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    pod_id: int = Field(foreign_key="pod.id", ondelete="CASCADE")
+    ip_int: int = Field(sa_column=_ip_int_column())
+    address: str = Field(max_length=64)
+    state: str = Field(default=IpAddressState.FREE, max_length=16)
+    # SET NULL: deleting a host (topology) leaves the row, which the next sync frees.
+    host_id: int | None = Field(
+        default=None, foreign_key="host.id", unique=True, ondelete="SET NULL"
+    )
+    purpose: str | None = Field(default=None, max_length=64)  # "host", or a system service
+    allocated: datetime | None = None
+
+
+class ZoneVniRange(SQLModel, table=True):
+    """A range of VLAN ids or VXLAN VNIs that a zone's guest networks take from."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    uuid: str = Field(default_factory=new_uuid, unique=True, max_length=36)
+    zone_id: int = Field(foreign_key="zone.id", index=True)
+    isolation: str = Field(default=IsolationMethod.VXLAN, max_length=16)
+    first_vni: int
+    last_vni: int
+    created: datetime = Field(default_factory=utcnow)
+
+
+class ZoneVni(SQLModel, table=True):
+    """One VLAN id / VNI of a zone (CloudStack's op_dc_vnet_alloc); used once per zone."""
+
+    __table_args__ = (
+        UniqueConstraint("zone_id", "vni"),
+        Index("ix_zonevni_range_state_vni", "range_id", "state", "vni"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    zone_id: int = Field(foreign_key="zone.id")
+    range_id: int = Field(foreign_key="zonevnirange.id", ondelete="CASCADE")
+    vni: int
+    state: str = Field(default=VniState.FREE, max_length=16)
+    network_id: int | None = Field(default=None, foreign_key="guestnetwork.id", index=True)
+    account_id: int | None = Field(default=None, foreign_key="account.id")
+    allocated: datetime | None = None
+
+
+class SecurityGroup(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("account_id", "name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    uuid: str = Field(default_factory=new_uuid, unique=True, max_length=36)
+    name: str = Field(max_length=255)
+    description: str = Field(default="", max_length=1024)
+    account_id: int = Field(foreign_key="account.id", index=True)
+    domain_id: int = Field(foreign_key="domain.id")
+    is_default: bool = False
+    created: datetime = Field(default_factory=utcnow)
+
+
+class SecurityGroupRule(SQLModel, table=True):
+    """Ingress or egress: protocol, ports or ICMP type/code, and a CIDR or another group."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    uuid: str = Field(default_factory=new_uuid, unique=True, max_length=36)
+    group_id: int = Field(foreign_key="securitygroup.id", index=True, ondelete="CASCADE")
+    direction: str = Field(max_length=16)
+    protocol: str = Field(max_length=8)
+    start_port: int | None = None
+    end_port: int | None = None
+    icmp_type: int | None = None
+    icmp_code: int | None = None
+    cidr: str | None = Field(default=None, max_length=64)
+    remote_group_id: int | None = Field(default=None, foreign_key="securitygroup.id")
+    created: datetime = Field(default_factory=utcnow)
+
+
+class SecurityGroupMember(SQLModel, table=True):
+    group_id: int = Field(foreign_key="securitygroup.id", primary_key=True, ondelete="CASCADE")
+    vm_id: int = Field(foreign_key="virtualmachine.id", primary_key=True, index=True)
