@@ -19,6 +19,7 @@ from sqlmodel import Session, SQLModel, col, select
 from engine.context import Caller
 from engine.errors import AlreadyExists, InUse, InvalidParameter, StateConflict
 from engine.events import record_event
+from engine.ipam.references import check_pod_management_range, zone_ipam_children
 from engine.lookup import apply_rename, ensure_unique_name, reject_unknown_fields, resolve
 from engine.models import (
     AllocationState,
@@ -35,6 +36,8 @@ from engine.models import (
     StoragePoolStatus,
     StoragePoolTag,
     StorageScope,
+    VirtualMachine,
+    VmState,
     Zone,
     new_uuid,
 )
@@ -263,6 +266,7 @@ def delete_zone(caller: Caller, zone_ref: str) -> None:
                         (StoragePool.zone_id == zone.id) & (StoragePool.scope == StorageScope.ZONE),
                     ),
                 ),
+                *zone_ipam_children(session, zone.id),  # type: ignore[arg-type]
             ],
         )
         delete_overrides(session, "zone", zone.id)  # type: ignore[arg-type]
@@ -361,6 +365,8 @@ def _validate_pod_network(
                 f"in zone '{zone.name}' (pods of a zone need distinct CIDRs)",
                 field="cidr" if cidr else "netmask",
             )
+    # Public, shared-guest and isolated ranges of the zone live in IPAM.
+    check_pod_management_range(session, label, zone, str(start), str(end), str(gw))
     return _PodNetwork(
         gateway=str(gw),
         netmask=str(network.netmask),
@@ -958,6 +964,26 @@ def delete_host(caller: Caller, host_ref: str) -> None:
                 f"memory used, {host.memory_reserved_bytes // 2**20} MiB reserved): migrate or "
                 "stop them, or put the host in maintenance first"
             )
+        _refuse_children(
+            f"host '{host.name}'",
+            [
+                (
+                    "VM",
+                    _child_names(
+                        session,
+                        VirtualMachine,
+                        (VirtualMachine.host_id == host.id)
+                        & (VirtualMachine.state != VmState.EXPUNGED),
+                    ),
+                )
+            ],
+        )
+        # Where gone VMs last ran is history, not a reason to keep the host.
+        session.execute(
+            update(VirtualMachine)
+            .where(VirtualMachine.last_host_id == host.id)  # type: ignore[arg-type]
+            .values(last_host_id=None)
+        )
         session.delete(host)
         record_event(session, caller, "HOST.DELETE", "Host", host, f"removed host {host.uri}")
 
