@@ -109,7 +109,13 @@ class _Lost(Exception):
         self.host_id = host_id
 
 
-def _plan(view: ZoneView, r: Resolved, d: Decision, explanation: Explanation | None) -> Plan:
+def _plan(
+    view: ZoneView,
+    r: Resolved,
+    d: Decision,
+    explanation: Explanation | None,
+    claim_uuid: str | None = None,
+) -> Plan:
     c = view.clusters[d.cluster]
     return Plan(
         zone=view.name,
@@ -139,6 +145,7 @@ def _plan(view: ZoneView, r: Resolved, d: Decision, explanation: Explanation | N
         how=d.how,
         seed=r.seed,
         explanation=explanation,
+        claim_uuid=claim_uuid,
     )
 
 
@@ -255,14 +262,12 @@ def _place(snap: Snapshot, requests: list[Resolved], explain_plan: bool) -> list
                 if losses[lost.host_id] >= MAX_LOSSES_PER_HOST:
                     avoid.add(lost.host_id)
                 _reread_host(snap.conn, view, lost.host_id)
+            snap.check()
             requests = [_refresh_groups(snap, r) for r in requests]
             continue
         view.fingerprint = (view.fingerprint[0], view.fingerprint[1] + _host_updates(decisions))
         return [
-            replace(
-                _plan(view, r, d, explain(view, r, d) if explain_plan else None),
-                claim_uuid=u,
-            )
+            _plan(view, r, d, explain(view, r, d) if explain_plan else None, u)
             for (r, d), u in zip(decisions, claim_uuids, strict=True)
         ]
 
@@ -526,7 +531,7 @@ def release_capacity(caller: Caller, vm: Any = None, *, on: str, claim: str | No
                 "c.vm_id = (SELECT id FROM virtualmachine WHERE uuid = :r OR instance_name = :r)"
             )
             params, label = {"r": str(ref)}, f"VM '{getattr(vm, 'name', ref)}'"
-        catalog = snap.fresh_catalog()
+        catalog = snap.check()
         with conn.transaction():
             row = conn.execute(
                 "SELECT c.id, c.host_id, c.cluster_id, c.zone_id, c.cpu_mhz, c.memory_bytes, "

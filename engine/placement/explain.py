@@ -16,9 +16,10 @@ from engine.models import ResourceState
 from engine.placement.planner import (
     Decision,
     choose_pools,
-    cluster_order,
-    host_order,
+    first_score,
+    more_picks,
     over_threshold,
+    walk,
 )
 from engine.placement.request import Resolved
 from engine.placement.snapshot import ZoneView
@@ -205,7 +206,7 @@ def explain(view: ZoneView, r: Resolved, decision: Decision | None) -> Explanati
             filters.append(FilterResult(name, reason, n, tuple(examples)))
     fitting = sum(len(h) for h in storage_ok.values())
 
-    ranked = _ranking(view, r, storage_ok, decision)
+    ranked = _ranking(view, r, decision)
     winner = ranked[0] if ranked and decision is not None else None
     return Explanation(
         zone=view.name,
@@ -221,10 +222,9 @@ def explain(view: ZoneView, r: Resolved, decision: Decision | None) -> Explanati
     )
 
 
-def _ranking(
-    view: ZoneView, r: Resolved, fitting: dict[int, list[int]], decision: Decision | None
-) -> list[Candidate]:
-    """The winner first, then the hosts the planner would have tried next."""
+def _ranking(view: ZoneView, r: Resolved, decision: Decision | None) -> list[Candidate]:
+    """The winner first, then the hosts the planner would have tried next (the same walk,
+    with the same seed, as the decision)."""
     rng = random.Random(r.seed)
     ranked: list[Candidate] = []
     seen: set[int] = set()
@@ -238,12 +238,13 @@ def _ranking(
 
     if decision is not None and decision.how in ("pinned host", "last host"):
         add(decision.host, 0.0, 0.0)
-    for cluster_score, ci in cluster_order(view, r):
+        if decision.how == "pinned host":
+            return ranked
+    for cluster_score, ci, _, first in walk(view, r, rng):
+        add(first, cluster_score, first_score(view, r, first))
+        want = RUNNERS_UP + 1 - len(ranked)
+        for i, score in more_picks(view, r, view.clusters[ci], first, rng, want):
+            add(i, cluster_score, score)
         if len(ranked) > RUNNERS_UP:
             break
-        hosts = fitting.get(ci)
-        if not hosts:
-            continue
-        for i, score in host_order(view, r, hosts, rng, RUNNERS_UP + 1):
-            add(i, cluster_score, score)
     return ranked[: RUNNERS_UP + 1]

@@ -182,23 +182,56 @@ def host_score(view: ZoneView, r: Resolved, i: int) -> float:
     return float(view.h_id[i])
 
 
-def host_order(
-    view: ZoneView, r: Resolved, candidates: list[int], rng: random.Random, k: int
-) -> list[tuple[int, float]]:
-    """The first `k` candidates in allocator order, with their scores."""
+RANDOM_TRIES = 8
+
+
+def first_pick(view: ZoneView, r: Resolved, c: ClusterView, rng: random.Random) -> int | None:
+    """The allocator's first choice in cluster `c`, or None when no host of it fits.
+
+    `random` draws a host of the cluster and keeps it if it fits (a few times) before it
+    lists the fitting hosts and draws among them: either way every fitting host is equally
+    likely, and a cluster with room is usually decided after one or two host checks.
+    """
+    usable = c.usable
     if r.allocator == "random":
-        pool = list(candidates)
+        n = len(usable)
+        for _ in range(RANDOM_TRIES):
+            i = usable[rng.randrange(n)]
+            if host_fits(view, r, i):
+                return i
+        fits = [i for i in usable if host_fits(view, r, i)]
+        return fits[rng.randrange(len(fits))] if fits else None
+    if r.allocator == "firstfit":
+        return next((i for i in usable if host_fits(view, r, i)), None)
+    fits = [i for i in usable if host_fits(view, r, i)]
+    if not fits:
+        return None
+    return min(fits, key=lambda i: (host_score(view, r, i), view.h_id[i]))
+
+
+def more_picks(
+    view: ZoneView, r: Resolved, c: ClusterView, first: int, rng: random.Random, k: int
+) -> list[tuple[int, float]]:
+    """The allocator's next `k` choices in cluster `c` after `first`, with their scores."""
+    fits = [i for i in c.usable if i != first and host_fits(view, r, i)]
+    if r.allocator == "random":
         picked = []
-        while pool and len(picked) < k:
-            j = rng.randrange(len(pool))
-            picked.append((pool[j], float(len(picked))))
-            pool[j] = pool[-1]
-            pool.pop()
+        while fits and len(picked) < k:
+            j = rng.randrange(len(fits))
+            picked.append((fits[j], float(len(picked) + 1)))
+            fits[j] = fits[-1]
+            fits.pop()
         return picked
     if r.allocator == "firstfit":
-        return [(i, float(view.h_id[i])) for i in candidates[:k]]
-    scored = sorted((host_score(view, r, i), view.h_id[i], i) for i in candidates)
+        return [(i, float(view.h_id[i])) for i in fits[:k]]
+    scored = sorted((host_score(view, r, i), view.h_id[i], i) for i in fits)
     return [(i, score) for score, _, i in scored[:k]]
+
+
+def first_score(view: ZoneView, r: Resolved, i: int) -> float:
+    if r.allocator == "random":
+        return 0.0
+    return host_score(view, r, i)
 
 
 # --- the decision ----------------------------------------------------------------------
@@ -218,8 +251,22 @@ def cluster_may_fit(view: ZoneView, r: Resolved, c: ClusterView) -> bool:
     return cluster_open(view, r, c)
 
 
-def candidates_in(view: ZoneView, r: Resolved, c: ClusterView) -> list[int]:
-    return [i for i in c.usable if host_fits(view, r, i)]
+def walk(
+    view: ZoneView, r: Resolved, rng: random.Random
+) -> Iterator[tuple[float, int, list[tuple[ResolvedVolume, int]], int]]:
+    """(cluster score, cluster, pools, host) for each cluster, in planner order, that can
+    take the request; the host is the allocator's first choice there. The decision is the
+    first; the explanation lists a few more."""
+    for score, ci in cluster_order(view, r):
+        c = view.clusters[ci]
+        if not cluster_may_fit(view, r, c):
+            continue
+        pools, _ = choose_pools(view, r, c)
+        if pools is None:
+            continue
+        i = first_pick(view, r, c, rng)
+        if i is not None:
+            yield score, ci, pools, i
 
 
 def decide(view: ZoneView, r: Resolved, rng: random.Random) -> Decision | None:
@@ -237,21 +284,6 @@ def decide(view: ZoneView, r: Resolved, rng: random.Random) -> Decision | None:
                 return Decision(i, c.index, pools, how, view.h_id[i] == r.reserved_host)
         if how == "pinned host":
             return None  # a pinned host is the only candidate
-    for _, ci in cluster_order(view, r):
-        c = view.clusters[ci]
-        if not cluster_may_fit(view, r, c):
-            continue
-        if r.allocator == "firstfit" and not r.volumes:
-            for i in c.usable:
-                if host_fits(view, r, i):
-                    return Decision(i, ci, [], r.planner, view.h_id[i] == r.reserved_host)
-            continue
-        candidates = candidates_in(view, r, c)
-        if not candidates:
-            continue
-        pools, _ = choose_pools(view, r, c)
-        if pools is None:
-            continue
-        i = host_order(view, r, candidates, rng, 1)[0][0]
+    for _, ci, pools, i in walk(view, r, rng):
         return Decision(i, ci, pools, r.planner, view.h_id[i] == r.reserved_host)
     return None

@@ -7,6 +7,7 @@ into a `Resolved` of ids and numbers that the planner works on.
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -189,8 +190,39 @@ def load_account(snap: Snapshot, catalog: Catalog, ref: str | int) -> AccountRow
 def resolve_request(
     snap: Snapshot, caller: Caller, req: PlacementRequest
 ) -> tuple[Resolved, ZoneView]:
-    """Check `req` and resolve every reference. Raises before anything is written."""
-    catalog = snap.fresh_catalog()
+    """Check `req` and resolve every reference. Raises before anything is written.
+
+    A request that names no VM and no affinity group resolves to the same thing until
+    the database changes elsewhere, so its resolution is kept for the snapshot generation
+    (only the seed is drawn anew).
+    """
+    catalog = snap.check()
+    key = None
+    if req.vm is None and not req.affinity_groups:
+        try:
+            key = (req, caller.account_id)
+            hash(key)
+        except TypeError:  # lists inside the request: resolve it every time
+            key = None
+    if key is not None:
+        cached = snap.resolved.get(key)
+        if cached is not None and cached[0] == snap.generation:
+            r = copy.copy(cached[1])
+            if req.seed is None:
+                r.seed = int.from_bytes(os.urandom(6), "big")
+            return r, snap.zone(r.zone_id)
+    r, view = _resolve(snap, catalog, caller, req)
+    if key is not None and r.account_vms is None:
+        if len(snap.resolved) > 256:
+            snap.resolved.clear()
+        snap.resolved[key] = (snap.generation, r)
+        r = copy.copy(r)
+    return r, view
+
+
+def _resolve(
+    snap: Snapshot, catalog: Catalog, caller: Caller, req: PlacementRequest
+) -> tuple[Resolved, ZoneView]:
     zone_ref = str(req.zone or "").strip()
     if not zone_ref:
         raise InvalidParameter("a placement needs a zone", field="zone")
@@ -359,12 +391,12 @@ def resolve_request(
     if req.last_host is not None:
         resolved.last_host = host_id(req.last_host, "last_host")
     resolved.avoid_hosts = frozenset(host_id(h, "avoid") for h in req.avoid.hosts)
-    clusters = {}
-    for c in view.clusters:
-        clusters[c.uuid] = clusters[c.name] = c.id
-    pods = {}
-    for c in view.clusters:
-        pods[c.pod_name] = c.pod_id
+    clusters: dict[str, int] = {}
+    pods: dict[str, int] = {}
+    if req.avoid.clusters or req.avoid.pods:
+        for c in view.clusters:
+            clusters[c.uuid] = clusters[c.name] = c.id
+            pods[c.pod_name] = c.pod_id
     avoid_clusters, avoid_pods = set(), set()
     for ref in req.avoid.clusters:
         if ref not in clusters:

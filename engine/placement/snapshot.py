@@ -221,6 +221,8 @@ class ZoneView:
         """Record a change of one host's claimed capacity (ours, or read back after a race)."""
         c = self.clusters[self.h_cluster[i]]
         old_cpu, old_mem = c.cpu_util(), c.mem_util()
+        old_free_cpu = self.h_cpu_cap[i] - self.h_cpu_used[i] - self.h_cpu_res[i]
+        old_free_mem = self.h_mem_cap[i] - self.h_mem_used[i] - self.h_mem_res[i]
         self.h_cpu_used[i] += d_cpu_used
         self.h_cpu_res[i] += d_cpu_res
         self.h_mem_used[i] += d_mem_used
@@ -229,7 +231,18 @@ class ZoneView:
         c.mem_alloc += d_mem_used + d_mem_res
         self._reorder(self.order_cpu, old_cpu, c.cpu_util(), c.index)
         self._reorder(self.order_mem, old_mem, c.mem_util(), c.index)
-        self._cluster_free(c)
+        if not self.h_usable[i]:
+            return
+        free_cpu = self.h_cpu_cap[i] - self.h_cpu_used[i] - self.h_cpu_res[i]
+        free_mem = self.h_mem_cap[i] - self.h_mem_used[i] - self.h_mem_res[i]
+        # Only a shrinking host that held a maximum forces a rescan of the cluster.
+        if (free_cpu < old_free_cpu and old_free_cpu >= c.max_free_cpu) or (
+            free_mem < old_free_mem and old_free_mem >= c.max_free_mem
+        ):
+            self._cluster_free(c)
+        else:
+            c.max_free_cpu = max(c.max_free_cpu, free_cpu)
+            c.max_free_mem = max(c.max_free_mem, free_mem)
 
     @staticmethod
     def _reorder(order: list[tuple[float, int]], old: float, new: float, index: int) -> None:
@@ -290,6 +303,7 @@ class Snapshot:
         # Bumped whenever something may have changed elsewhere; a view checked at the
         # current generation is up to date.
         self.generation = 0
+        self.resolved: dict[Any, tuple[int, Any]] = {}  # request -> (generation, Resolved)
 
     # --- freshness ----------------------------------------------------------------------
 
@@ -302,15 +316,20 @@ class Snapshot:
             return True
         return False
 
-    def fresh_catalog(self, *, force: bool = False) -> Catalog:
+    def check(self, *, force: bool = False) -> Catalog:
+        """Start of every call: one cheap look at whether anything changed elsewhere."""
         if force or self.catalog is None or self.changed_elsewhere():
             self.catalog = load_catalog(self.conn)
             self.generation += 1
         return self.catalog
 
+    def fresh_catalog(self) -> Catalog:
+        """The catalog as of the last `check()` of this call."""
+        return self.catalog if self.catalog is not None else self.check()
+
     def zone(self, zone_id: int, *, force: bool = False) -> ZoneView:
         """The zone's view, re-read when anything changed since it was built."""
-        catalog = self.fresh_catalog(force=force)
+        catalog = self.check(force=True) if force else self.fresh_catalog()
         view = self.zones.get(zone_id)
         if view is not None and not force and view.generation == self.generation:
             return view

@@ -85,7 +85,7 @@ class Conn:
         """A bound value for a UTCDateTime column, stored as SQLAlchemy stores it."""
         when = when.astimezone(UTC)
         if self.is_sqlite:
-            return when.strftime("%Y-%m-%d %H:%M:%S.%f")
+            return when.replace(tzinfo=None).isoformat(" ", "microseconds")
         return when
 
     def read_timestamp(self, value: Any) -> datetime | None:
