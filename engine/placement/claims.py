@@ -202,6 +202,11 @@ def place_vms(
         raise InvalidParameter(
             f"count must be a positive whole number, got {count!r}", field="count"
         )
+    if count > 1 and request.vm is not None:
+        raise InvalidParameter(
+            f"the request names VM '{request.vm}'; bulk placements name their VMs in vms=",
+            field="vms",
+        )
     if vms is not None and len(vms) != count:
         raise InvalidParameter(f"{len(vms)} VMs given for count {count}", field="vms")
     snap = snapshot_for(caller.db)
