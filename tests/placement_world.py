@@ -108,18 +108,27 @@ def account(cloud: Cloud, name: str) -> Account:
         return row
 
 
-def vm(cloud: Cloud, name: str, account_id: int | None = None, *, cpus: int = 1,
-       mhz: int = 1000, memory: int = 2 * GIB) -> VirtualMachine:  # fmt: skip
+def vm(
+    cloud: Cloud,
+    name: str,
+    account_id: int | None = None,
+    *,
+    cpus: int = 1,
+    mhz: int = 1000,
+    memory: int = 2 * GIB,
+    zone: str | None = None,
+) -> VirtualMachine:
     """A VM row as the compute service would create it before placing it."""
     with cloud.db.write() as session:
         owner = session.get(Account, account_id or cloud.admin.account_id)
         assert owner is not None
         from engine.models import Zone
 
-        zone = session.execute(select(Zone)).scalars().first()
-        assert zone is not None
+        query = select(Zone) if zone is None else select(Zone).where(Zone.name == zone)
+        found = session.execute(query).scalars().first()
+        assert found is not None
         row = VirtualMachine(name=name, instance_name=f"i-{name}", account_id=owner.id,
-                             domain_id=owner.domain_id, zone_id=zone.id, cpu_count=cpus,
+                             domain_id=owner.domain_id, zone_id=found.id, cpu_count=cpus,
                              cpu_mhz=mhz, memory_bytes=memory)  # fmt: skip
         session.add(row)
         session.flush()

@@ -136,7 +136,7 @@ def _reason(view: ZoneView, r: Resolved, i: int) -> tuple[str, str] | None:
         return "resource state", "in maintenance"
     if rstate != ResourceState.ENABLED:
         return "resource state", f"are {rstate.lower()}"
-    if view.dedicated and not r.owner_ok(view.h_owner[i]):
+    if (view.dedicated or r.explicit) and not r.owner_ok(view.h_owner[i]):
         if view.h_owner[i] is None:
             return "dedication", f"are not dedicated to account '{r.account.name}'"
         return "dedication", "are dedicated to another account or domain"

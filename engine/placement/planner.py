@@ -90,7 +90,7 @@ def host_fits(view: ZoneView, r: Resolved, i: int) -> bool:
         for tag in r.host_tags:
             if tag not in tags:
                 return False
-    if view.dedicated and not r.owner_ok(view.h_owner[i]):
+    if (view.dedicated or r.explicit) and not r.owner_ok(view.h_owner[i]):
         return False
     if hid in r.anti_hosts:
         return False
@@ -246,7 +246,7 @@ def cluster_may_fit(view: ZoneView, r: Resolved, c: ClusterView) -> bool:
         return False
     if r.host_tags and not c.tags.issuperset(r.host_tags):
         return False
-    if view.dedicated and not any(r.owner_ok(o) for o in c.owners):
+    if (view.dedicated or r.explicit) and not any(r.owner_ok(o) for o in c.owners):
         return False
     return cluster_open(view, r, c)
 
