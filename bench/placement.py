@@ -198,9 +198,11 @@ def measure(hosts: int, args: argparse.Namespace, workdir: Path) -> dict[str, fl
     # Bulk: N VMs in one transaction (after one placement that re-reads the snapshot,
     # which the raw floor's writes made stale).
     place_vm(cloud.admin, request)
+    count = min(args.bulk, 2 * hosts)  # what the zone still holds under its thresholds
     started = time.perf_counter()
-    place_vms(cloud.admin, request, count=args.bulk)
-    figures["bulk_per_s"] = round(args.bulk / (time.perf_counter() - started))
+    place_vms(cloud.admin, request, count=count)
+    figures["bulk_vms"] = count
+    figures["bulk_per_s"] = round(count / (time.perf_counter() - started))
     cloud.db.dispose()
     return figures
 
@@ -222,7 +224,8 @@ def main() -> None:
                 f"{figures['snapshot_load_ms']} ms | decision p50 {figures['decision_p50_ms']} ms"
                 f" p99 {figures['decision_p99_ms']} ms | durable {figures['durable_per_s']}/s vs "
                 f"raw sqlite3 floor {figures['raw_floor_per_s']}/s = "
-                f"{figures['durable_vs_floor']:.0%} | bulk {figures['bulk_per_s']}/s",
+                f"{figures['durable_vs_floor']:.0%} | bulk ({figures['bulk_vms']} VMs in one "
+                f"transaction) {figures['bulk_per_s']}/s",
                 flush=True,
             )
     targets = {

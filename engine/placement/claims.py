@@ -9,6 +9,7 @@ candidate is tried. Nothing can overcommit a host or a pool, whatever the snapsh
 
 from __future__ import annotations
 
+import gc
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -228,7 +229,18 @@ def place_vms(
                     raise StateConflict(f"VM '{r.vm_name}' already holds a claim; place it alone")
                 requests.append(r)
             requests = requests[1:]
-        return _place(snap, requests, explain_plan)
+        if len(requests) == 1:
+            return _place(snap, requests, explain_plan)
+        # A bulk call makes thousands of small objects; the cyclic collector would walk
+        # the whole snapshot (every host) again and again meanwhile. Nothing here makes
+        # cycles, so it can wait until the call returns.
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return _place(snap, requests, explain_plan)
+        finally:
+            if was_enabled:
+                gc.enable()
 
 
 def _place(snap: Snapshot, requests: list[Resolved], explain_plan: bool) -> list[Plan]:
