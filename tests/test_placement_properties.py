@@ -12,13 +12,19 @@ from dataclasses import dataclass
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from placement_world import GIB, account, vm
+from placement_world import GIB, account, hosts, vm
 from sqlalchemy import text
 
 from engine import offerings, topology
 from engine.bootstrap import Cloud
 from engine.errors import InsufficientCapacity
-from engine.placement import PlacementRequest, create_affinity_group, dedicate, place_vm
+from engine.placement import (
+    PlacementRequest,
+    VolumeRequest,
+    create_affinity_group,
+    dedicate,
+    place_vm,
+)
 
 TAGS = ("gpu", "ssd")
 _zone_numbers = itertools.count()
@@ -40,7 +46,33 @@ class HostCase:
 
 
 @dataclass(frozen=True)
+class PoolCase:
+    capacity_gib: int
+    allocated: float
+    used: float
+    factor: float | None
+    allocated_threshold: float | None
+    capacity_threshold: float | None
+    ssd: bool
+    up: bool
+
+
+pools_st = st.builds(
+    PoolCase,
+    capacity_gib=st.sampled_from([10, 40, 100]),
+    allocated=st.floats(0, 1),
+    used=st.floats(0, 1),
+    factor=st.sampled_from([None, 1.0, 2.0]),
+    allocated_threshold=st.sampled_from([None, 0.85, 1.0]),
+    capacity_threshold=st.sampled_from([None, 0.85, 1.0]),
+    ssd=st.booleans(),
+    up=st.sampled_from([True] * 5 + [False]),
+)
+
+
+@dataclass(frozen=True)
 class ClusterCase:
+    pool: PoolCase | None
     enabled: bool
     cpu_factor: float | None
     mem_factor: float | None
@@ -63,6 +95,7 @@ hosts_st = st.builds(
 )
 clusters_st = st.builds(
     ClusterCase,
+    pool=st.one_of(st.none(), pools_st),
     enabled=st.sampled_from([True] * 5 + [False]),
     cpu_factor=st.sampled_from([None, 1.0, 1.5, 3.0]),
     mem_factor=st.sampled_from([None, 1.0, 1.25, 2.0]),
@@ -75,6 +108,8 @@ clusters_st = st.builds(
 @dataclass(frozen=True)
 class Case:
     pods: tuple[tuple[ClusterCase, ...], ...]
+    zone_pool: PoolCase | None
+    volumes: tuple[tuple[int, bool], ...]  # (GiB, needs tag ssd)
     dedicate_to: str | None  # "tenant" or "other": the first cluster is theirs
     cpus: int
     mhz: int
@@ -92,6 +127,8 @@ class Case:
 
 cases = st.builds(
     Case,
+    zone_pool=st.one_of(st.none(), pools_st),
+    volumes=st.lists(st.tuples(st.integers(1, 30), st.booleans()), max_size=2).map(tuple),
     pods=st.lists(
         st.lists(clusters_st, min_size=1, max_size=2).map(tuple), min_size=1, max_size=2
     ).map(tuple),
@@ -173,8 +210,106 @@ def build_case(cloud: Cloud, case: Case, zone: str) -> None:
                             "mr": int(mem * h.reserved),
                         },
                     )
+            if cc.pool is not None:
+                make_pool(cloud, zone, f"pool-{p}-{c}", cc.pool, cluster=cluster.uuid)
+    if case.zone_pool is not None:
+        make_pool(cloud, zone, "pool-zone", case.zone_pool)
     if case.dedicate_to:
         dedicate(admin, "cluster", first, account=case.dedicate_to)
+
+
+def make_pool(cloud: Cloud, zone: str, name: str, pc: PoolCase, cluster: str | None = None) -> None:
+    pool = topology.create_storage_pool(
+        cloud.admin,
+        name,
+        path=f"/{zone}/{name}",
+        zone_ref=None if cluster else zone,
+        cluster_ref=cluster,
+        capacity_bytes=pc.capacity_gib * GIB,
+        tags=["ssd"] if pc.ssd else [],
+        overprovisioning_factor=pc.factor,
+        allocated_disable_threshold=pc.allocated_threshold,
+        capacity_disable_threshold=pc.capacity_threshold,
+        enabled=pc.up,
+    )
+    capacity = pc.capacity_gib * GIB
+    with cloud.db.write() as session:
+        session.execute(
+            text("UPDATE storagepool SET allocated_bytes = :a, used_bytes = :u WHERE uuid = :id"),
+            {"a": int(capacity * pc.allocated * 2), "u": int(capacity * pc.used), "id": pool.uuid},
+        )
+
+
+@dataclass
+class OraclePool:
+    name: str
+    cluster_id: int | None
+    up: bool
+    capacity: int
+    used: int
+    allocated: int
+    factor: float
+    capacity_threshold: float
+    allocated_threshold: float
+    tags: set[str]
+
+    def limit(self) -> float:
+        return self.capacity * self.factor * self.allocated_threshold
+
+
+def oracle_pools(cloud: Cloud, zone: str) -> list[OraclePool]:
+    with cloud.db.read() as session:
+        tags: dict[int, set[str]] = {}
+        for pool_id, tag in session.execute(text("SELECT pool_id, tag FROM storagepooltag")):
+            tags.setdefault(pool_id, set()).add(tag)
+        return [
+            OraclePool(
+                r[1], r[2], r[3] == "Up", r[4], r[5], r[6], r[7], r[8], r[9], tags.get(r[0], set())
+            )
+            for r in session.execute(
+                text(
+                    "SELECT p.id, p.name, p.cluster_id, p.status, p.capacity_bytes, p.used_bytes, "
+                    "p.allocated_bytes, coalesce(p.overprovisioning_factor, 2.0), "
+                    "coalesce(p.capacity_disable_threshold, 0.85), "
+                    "coalesce(p.allocated_disable_threshold, 0.85) FROM storagepool p "
+                    "JOIN zone z ON z.id = p.zone_id WHERE z.name = :z ORDER BY p.id"
+                ),
+                {"z": zone},
+            )
+        ]
+
+
+def storage_fits(case: Case, pools: list[OraclePool], cluster_id: int) -> bool:
+    """The documented storage rule: volumes largest first; cluster pools before zone-wide
+    ones; among the pools that fit (tags, state, thresholds, counting this VM's earlier
+    volumes) the one with the most room left."""
+    planned: dict[str, int] = {}
+    volumes = sorted(
+        ((gib * GIB, ssd) for gib, ssd in case.volumes), key=lambda v: -v[0]
+    )  # stable: equal sizes keep their order
+    for size, ssd in volumes:
+        chosen = None
+        for scope in ([p for p in pools if p.cluster_id == cluster_id],
+                      [p for p in pools if p.cluster_id is None]):  # fmt: skip
+            best, best_room = None, -1.0
+            for p in scope:
+                extra = planned.get(p.name, 0)
+                if not p.up or (ssd and "ssd" not in p.tags):
+                    continue
+                if p.used > p.capacity * p.capacity_threshold:
+                    continue
+                if p.allocated + extra + size > p.limit():
+                    continue
+                room = p.limit() - p.allocated - extra
+                if room > best_room:
+                    best, best_room = p, room
+            if best is not None:
+                chosen = best
+                break
+        if chosen is None:
+            return False
+        planned[chosen.name] = planned.get(chosen.name, 0) + size
+    return True
 
 
 @dataclass
@@ -222,6 +357,7 @@ def oracle(cloud: Cloud, zone: str, case: Case, account_id: int, anti_hosts: set
         s[2] += r[7] * r[8] * r[12]
         s[3] += r[9] * r[13]
         thresholds[r[1]] = (r[14], r[15])
+    pools = oracle_pools(cloud, zone)
     allowed = set()
     for r in rows:
         name, cid = r[0], r[1]
@@ -244,6 +380,8 @@ def oracle(cloud: Cloud, zone: str, case: Case, account_id: int, anti_hosts: set
         if case.explicit and owner is None:
             continue
         if name in anti_hosts:
+            continue
+        if not storage_fits(case, pools, cid):
             continue
         allowed.add(name)
     return allowed
@@ -319,7 +457,9 @@ def run_case(cloud: Cloud, case: Case, zone: str) -> list[str]:
             planner=case.planner,
             allocator=case.allocator,
             seed=case.seed + k,
+            volumes=[VolumeRequest(gib * GIB, ["ssd"] if ssd else []) for gib, ssd in case.volumes],
         )
+        before = {p.name: p for p in oracle_pools(cloud, zone)}
         try:
             plan = place_vm(cloud.admin, request)
         except InsufficientCapacity as err:
@@ -330,6 +470,14 @@ def run_case(cloud: Cloud, case: Case, zone: str) -> list[str]:
             continue
         assert plan.host_name in allowed, f"{plan.host_name} is not one of {sorted(allowed)}"
         chosen.append(plan.host_name)
+        after = {p.name: p for p in oracle_pools(cloud, zone)}
+        host_cluster = hosts(cloud)[plan.host_name].cluster_id
+        for v in plan.volumes:
+            p = after[v.pool_name]
+            assert p.cluster_id in (None, host_cluster), "pool out of the host's reach"
+            assert p.up and p.allocated <= p.limit(), f"pool {p.name} over its limit"
+            assert p.allocated > before[v.pool_name].allocated
+            assert not case.volumes[v.position][1] or "ssd" in p.tags
         if case.anti:
             anti_hosts.add(plan.host_name)
     for name, (cpu, cpu_cap, mem, mem_cap) in host_rows(cloud, zone).items():
