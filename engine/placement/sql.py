@@ -16,7 +16,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from engine.db import Database
+from engine.db import Database, redacted
+from engine.errors import DatabaseUnavailable, StateConflict
 
 _PARAM = re.compile(r"(?<![:\w]):(\w+)")
 
@@ -34,6 +35,9 @@ class Conn:
             self.raw.rollback()
             self.raw.autocommit = True
         self.lock = threading.RLock()
+        dbapi = db.engine.dialect.loaded_dbapi
+        self.operational_error: type[Exception] = dbapi.OperationalError
+        self.integrity_error: type[Exception] = dbapi.IntegrityError
         self._cache: dict[str, str] = {}
 
     def sql(self, text: str) -> str:
@@ -75,11 +79,17 @@ class Conn:
             self.raw.execute("BEGIN" if write else "BEGIN ISOLATION LEVEL REPEATABLE READ")
         try:
             yield self
-        except BaseException:
-            self.raw.execute("ROLLBACK")
-            raise
-        else:
             self.raw.execute("COMMIT")
+        except BaseException as exc:
+            with contextlib.suppress(Exception):  # the driver may have rolled back already
+                self.raw.execute("ROLLBACK")
+            if isinstance(exc, self.operational_error):
+                raise DatabaseUnavailable(f"database {redacted(self.db.url)}: {exc}") from exc
+            if isinstance(exc, self.integrity_error):
+                raise StateConflict(
+                    f"another writer changed the same rows meanwhile ({exc}); try again"
+                ) from exc
+            raise
 
     def timestamp(self, when: datetime) -> Any:
         """A bound value for a UTCDateTime column, stored as SQLAlchemy stores it."""
