@@ -10,13 +10,20 @@ import os
 import re
 
 import pytest
-from placement_world import GIB, build, offering
+from placement_world import GIB, build, offering, vm
 from sqlalchemy import text
 
 from engine import topology
 from engine.bootstrap import Cloud, open_cloud
 from engine.errors import InsufficientCapacity
-from engine.placement import PlacementRequest, VolumeRequest, place_vm, place_vms, preview
+from engine.placement import (
+    PlacementRequest,
+    VolumeRequest,
+    create_affinity_group,
+    place_vm,
+    place_vms,
+    preview,
+)
 
 MIB = 2**20
 
@@ -150,5 +157,55 @@ def test_several_engines_on_one_postgresql_never_overcommit(postgres_url: str) -
         outcomes = run_placers(postgres_url, 4)
         assert sum(len(u) for _, u, _ in outcomes) == 64
         check_invariants(cloud, outcomes)
+    finally:
+        cloud.db.dispose()
+
+
+def _spreader(url: str, worker: int, vm_uuids: list[str], start, results) -> None:  # type: ignore[no-untyped-def]
+    """Place VMs of one anti-affinity group; report (placed host names, refusals)."""
+    os.environ["STRATUS_HOME"] = os.environ.get("STRATUS_HOME", "/tmp") + f"/s{worker}"
+    cloud = open_cloud(url, migrate=False)
+    start.wait()
+    hosts, refusals = [], []
+    for k, uuid in enumerate(vm_uuids):
+        request = PlacementRequest(zone="eu-1", offering="small", vm=uuid,
+                                   affinity_groups=["spread"], seed=worker * 100 + k)  # fmt: skip
+        try:
+            hosts.append(place_vm(cloud.admin, request).host_name)
+        except InsufficientCapacity as err:
+            refusals.append(str(err))
+        except Exception as exc:  # report, do not hang the parent
+            refusals.append(f"{type(exc).__name__}: {exc}")
+    results.put((worker, hosts, refusals))
+    cloud.db.dispose()
+
+
+def test_concurrent_members_of_an_anti_affinity_group_never_share_a_host(db_url: str) -> None:
+    """4 processes (engines, on PostgreSQL) place 12 VMs of one anti-affinity group into 8
+    hosts at once: 8 land, each on its own host, and 4 are refused by the group."""
+    cloud = open_cloud(db_url)
+    try:
+        build(cloud, clusters_per_pod=2, hosts_per_cluster=4)
+        offering(cloud)
+        create_affinity_group(cloud.admin, "spread", "host anti-affinity")
+        rows = [vm(cloud, f"web{k}").uuid for k in range(12)]
+        ctx = multiprocessing.get_context("spawn")
+        start, results = ctx.Event(), ctx.Queue()
+        procs = [
+            ctx.Process(target=_spreader, args=(db_url, w, rows[w * 3 : w * 3 + 3], start, results))
+            for w in range(4)
+        ]
+        for p in procs:
+            p.start()
+        start.set()
+        outcomes = [results.get(timeout=300) for _ in procs]
+        for p in procs:
+            p.join(timeout=60)
+        placed = [h for _, hosts, _ in outcomes for h in hosts]
+        refusals = [m for _, _, messages in outcomes for m in messages]
+        assert len(placed) == 8 and len(set(placed)) == 8, placed
+        assert len(refusals) == 4
+        for message in refusals:
+            assert "run a VM of anti-affinity group 'spread'" in message, message
     finally:
         cloud.db.dispose()

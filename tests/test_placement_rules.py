@@ -643,3 +643,36 @@ def test_affinity_and_dedication_services_validate(two_clusters: Cloud) -> None:
     dedicate(two_clusters.admin, "host", "h0-0-0", account="admin")
     with rejects(two_clusters, AlreadyExists, "already dedicated"):
         dedicate(two_clusters.admin, "host", "h0-0-0", domain="ROOT/")
+
+
+def test_changes_made_through_another_connection_reach_the_snapshot(
+    two_clusters: Cloud,
+) -> None:
+    """Another management server (here a second Database on the same file) disables a
+    cluster and fills a host: the next decision here sees both."""
+    from engine.bootstrap import open_cloud
+
+    assert preview(two_clusters.admin, req()).explanation.fitting == 4
+    other = open_cloud(two_clusters.db.url, migrate=False)
+    try:
+        topology.disable_cluster(other.admin, "c0-1")
+        set_host(other, "h0-0-0", memory_used_bytes=16 * GIB)
+    finally:
+        other.db.dispose()
+    plan = preview(two_clusters.admin, req())
+    assert plan.host_name == "h0-0-1"
+    assert plan.explanation.summary().startswith(
+        "zone 'eu-1': 1 of 4 hosts fit: 2 are in a disabled cluster, 1 lack 2 GiB free memory"
+    )
+
+
+def test_a_clusters_skipcounting_override_sets_the_reservation(two_clusters: Cloud) -> None:
+    cluster = topology.get_cluster(two_clusters.admin, "c0-0")
+    update_setting(two_clusters.admin, "capacity.skipcounting.hours", "60",
+                   scope_type="cluster", scope_uuid=cluster.uuid)  # fmt: skip
+    plan = place_vm(two_clusters.admin, req(pinned_host="h0-0-0"))
+    release_capacity(two_clusters.admin, claim=plan.claim_uuid, on="stop")
+    (claim,) = claims(two_clusters)
+    assert claim.reserved_until is not None
+    left = (claim.reserved_until - utcnow()).total_seconds()
+    assert 0 < left <= 60
