@@ -676,3 +676,29 @@ def test_a_clusters_skipcounting_override_sets_the_reservation(two_clusters: Clo
     assert claim.reserved_until is not None
     left = (claim.reserved_until - utcnow()).total_seconds()
     assert 0 < left <= 60
+
+
+def test_capacity_changed_elsewhere_rereads_only_those_hosts(two_clusters: Cloud) -> None:
+    from engine.bootstrap import open_cloud
+
+    place_vm(two_clusters.admin, req(pinned_host="h0-1-1"))  # our own write: no re-read
+    snap = snapshot_for(two_clusters.db)
+    view = next(iter(snap.zones.values()))
+    other = open_cloud(two_clusters.db.url, migrate=False)
+    try:
+        set_host(other, "h0-0-0", memory_used_bytes=16 * GIB)
+        topology.update_host(other.admin, "h0-0-1", tags=["gpu"])
+        set_host(other, "h0-1-0", status="Down")
+    finally:
+        other.db.dispose()
+    plan = preview(two_clusters.admin, req(allocator="firstfit"))
+    assert next(iter(snap.zones.values())) is view  # updated in place, not rebuilt
+    assert plan.host_name == "h0-0-1"
+    assert plan.explanation.summary().startswith(
+        "zone 'eu-1': 2 of 4 hosts fit: 1 are Down, 1 lack 2 GiB free memory"
+    )
+    offering(two_clusters, "gpu", host_tags=["gpu"])
+    assert preview(two_clusters.admin, req(offering="gpu")).host_name == "h0-0-1"
+    # The claim we made before is still counted on h0-1-1.
+    i = view.host_index["h0-1-1"]
+    assert view.h_mem_used[i] == 2 * GIB

@@ -290,7 +290,7 @@ def _place(snap: Snapshot, requests: list[Resolved], explain_plan: bool) -> list
             for entry in reversed(undo):
                 _unapply(view, entry)
             raise
-        view.fingerprint = (view.fingerprint[0], view.fingerprint[1] + _host_updates(decisions))
+        _count_own_updates(view, decisions)
         return [
             _plan(view, r, d, explain(view, r, d) if explain_plan else None, u)
             for (r, d), u in zip(decisions, claim_uuids, strict=True)
@@ -313,10 +313,22 @@ def _with_bulk_groups(
     return replace(r, **changes) if changes else r
 
 
-def _host_updates(decisions: list[tuple[Resolved, Decision]]) -> int:
-    hosts = {d.host for _, d in decisions}
-    moved = {r.reserved_host for r, d in decisions if r.reserved_host and not d.reuses_reservation}
-    return len(hosts) + len(moved)
+def _count_own_updates(view: ZoneView, decisions: list[tuple[Resolved, Decision]]) -> None:
+    """Our claim bumped capacity_version once per host UPDATE: so does the view, so that
+    the next freshness check does not take our own writes for someone else's."""
+    updated = [view.h_id[i] for i in {d.host for _, d in decisions}]
+    updated += list(
+        {
+            r.reserved_host
+            for r, d in decisions
+            if r.reserved_host is not None and not d.reuses_reservation
+        }
+    )
+    for hid in updated:
+        i = view.host_index.get(hid)
+        if i is not None:
+            view.h_version[i] += 1
+    view.fingerprint = (view.fingerprint[0], view.fingerprint[1] + len(updated))
 
 
 def _apply(view: ZoneView, r: Resolved, d: Decision, sign: int) -> tuple:
@@ -345,7 +357,9 @@ def _unapply(view: ZoneView, entry: tuple) -> None:
         view.pools[pi].allocated -= size
 
 
-def _settings(snap_conn: Conn, view: ZoneView) -> dict[str, float]:
+def _global_limits(view: ZoneView) -> dict[str, float]:
+    """The global factors and thresholds the claim SQL falls back to (a cluster's or a
+    pool's own value, when set, wins inside the statement)."""
     s = dict(view.structure[4])
     return {
         "gcf": float(s["cpu.overprovisioning.factor"]),
@@ -358,7 +372,7 @@ def _settings(snap_conn: Conn, view: ZoneView) -> dict[str, float]:
 
 def _claim(conn: Conn, view: ZoneView, decisions: list[tuple[Resolved, Decision]]) -> list[str]:
     """The claim transaction. Raises _Lost (rolled back) when a re-check fails."""
-    g = _settings(conn, view)
+    g = _global_limits(view)
     host_rows: dict[int, dict[str, Any]] = {}
     releases: dict[int, list[int]] = {}
     pool_rows: dict[int, int] = {}
@@ -514,7 +528,7 @@ def _reread_host(conn: Conn, view: ZoneView, host_id: int) -> bool:
         return True
     row = conn.execute(
         "SELECT status, resource_state, cpu_used_mhz, cpu_reserved_mhz, memory_used_bytes, "
-        "memory_reserved_bytes FROM host WHERE id = :id",
+        "memory_reserved_bytes, capacity_version FROM host WHERE id = :id",
         {"id": host_id},
     ).fetchone()
     if row is None:
@@ -526,6 +540,7 @@ def _reread_host(conn: Conn, view: ZoneView, host_id: int) -> bool:
         view.h_cpu_res[i],
         view.h_mem_used[i],
         view.h_mem_res[i],
+        view.h_version[i],
     )
     view.set_host(i, *row)
     return tuple(row) != known
@@ -627,7 +642,7 @@ def release_capacity(caller: Caller, vm: Any = None, *, on: str, claim: str | No
         # Our own write: keep the view exact without a reload.
         view = snap.zones.get(zone_id)
         if view is not None and host_id in view.host_index:
-            _reread_host(conn, view, host_id)
+            _reread_host(conn, view, host_id)  # takes its capacity_version too
             if host_updates:
                 view.fingerprint = (view.fingerprint[0], view.fingerprint[1] + 1)
             refresh_pools(conn, snap.catalog or catalog, view)

@@ -199,6 +199,7 @@ class ZoneView:
         self.h_rstate: list[str] = []
         self.h_usable: list[bool] = []
         self.h_tags: list[frozenset[str]] = []
+        self.h_version: list[int] = []  # capacity_version as last read (or written by us)
         self.h_owner: list[Any] = []
         self.host_index: dict[Any, int] = {}  # id, uuid and name -> index
         # clusters ordered by allocated fraction, kept sorted as claims land
@@ -271,8 +272,10 @@ class ZoneView:
         cpu_res: int,
         mem_used: int,
         mem_res: int,
+        version: int,
     ) -> None:
         """Overwrite one host from a fresh row (after a lost race)."""
+        self.h_version[i] = version
         self.apply(
             i,
             cpu_used - self.h_cpu_used[i],
@@ -335,17 +338,20 @@ class Snapshot:
             return view
         structure = zone_structure(self.conn, catalog, zone_id)
         fingerprint = host_fingerprint(self.conn, zone_id)
-        if view is None or force or view.structure != structure or view.fingerprint != fingerprint:
+        if (
+            view is None
+            or force
+            or view.structure != structure
+            or view.fingerprint[0] != fingerprint[0]
+            or (view.fingerprint != fingerprint and not refresh_hosts(self.conn, view))
+        ):
             view = load_zone(self.conn, catalog, zone_id, structure, fingerprint)
             self.zones[zone_id] = view
         else:
+            view.fingerprint = fingerprint
             refresh_pools(self.conn, catalog, view)
         view.generation = self.generation
         return view
-
-    def invalidate(self) -> None:
-        self.catalog = None
-        self.zones.clear()
 
 
 _snapshots: weakref.WeakKeyDictionary[Database, Snapshot] = weakref.WeakKeyDictionary()
@@ -518,11 +524,12 @@ def load_zone(
     rows = conn.rows(
         "SELECT id, uuid, name, cluster_id, pod_id, cpu_cores, cpu_mhz, memory_bytes, status, "
         "resource_state, cpu_used_mhz, cpu_reserved_mhz, memory_used_bytes, "
-        "memory_reserved_bytes FROM host WHERE zone_id = :z ORDER BY cluster_id, id",
+        "memory_reserved_bytes, capacity_version FROM host WHERE zone_id = :z "
+        "ORDER BY cluster_id, id",
         {"z": zone_id},
     )
     last_cluster = None
-    for hid, uuid, name, cid, pod_id, cores, mhz, mem, status, rstate, cu, cr, mu, mr in rows:
+    for hid, uuid, name, cid, pod_id, cores, mhz, mem, status, rstate, cu, cr, mu, mr, ver in rows:
         ci = view.cluster_index.get(cid)
         if ci is None:
             continue
@@ -557,6 +564,7 @@ def load_zone(
             or zone_owner
         )
         view.h_owner.append(owner)
+        view.h_version.append(ver)
         view.host_index[hid] = view.host_index[uuid] = i
         view.host_index.setdefault(name, i)
         c.cpu_total += view.h_cpu_cap[i]
@@ -572,6 +580,69 @@ def load_zone(
     view.order_mem = sorted((c.mem_util(), c.index) for c in view.clusters)
     refresh_pools(conn, catalog, view)
     return view
+
+
+def refresh_hosts(conn: Conn, view: ZoneView) -> bool:
+    """Re-read only the hosts whose capacity_version moved (another process claimed or
+    released on them, or changed their state or tags). False when too much changed, or a
+    host came or went: then the caller rebuilds the view."""
+    versions = conn.rows(
+        "SELECT id, capacity_version FROM host WHERE zone_id = :z", {"z": view.zone_id}
+    )
+    index, known = view.host_index, view.h_version
+    changed = []
+    for hid, version in versions:
+        i = index.get(hid)
+        if i is None:
+            return False
+        if known[i] != version:
+            changed.append(hid)
+    if len(changed) > max(64, view.host_count // 8):
+        return False
+    if not changed:
+        return True
+    clusters: set[int] = set()
+    for start in range(0, len(changed), 500):
+        chunk = changed[start : start + 500]
+        marks = ",".join(str(int(h)) for h in chunk)  # ints from the database: safe to inline
+        tags: dict[int, set[str]] = {}
+        for host_id, tag in conn.rows(
+            f"SELECT host_id, tag FROM hosttag WHERE host_id IN ({marks})"
+        ):
+            tags.setdefault(host_id, set()).add(tag)
+        for row in conn.rows(
+            "SELECT id, cluster_id, cpu_cores, cpu_mhz, memory_bytes, status, resource_state, "
+            "cpu_used_mhz, cpu_reserved_mhz, memory_used_bytes, memory_reserved_bytes, "
+            f"capacity_version FROM host WHERE id IN ({marks})"
+        ):
+            hid, cid, cores, mhz, mem, status, rstate, cu, cr, mu, mr, version = row
+            i = index[hid]
+            c = view.clusters[view.h_cluster[i]]
+            if c.id != cid:
+                return False  # moved to another cluster: rebuild
+            view.h_cores[i], view.h_mhz[i] = cores, mhz
+            view.h_cpu_cap[i] = cores * mhz * c.cpu_factor
+            view.h_mem_cap[i] = mem * c.mem_factor
+            view.h_cpu_used[i], view.h_cpu_res[i] = cu, cr
+            view.h_mem_used[i], view.h_mem_res[i] = mu, mr
+            view.h_status[i], view.h_rstate[i] = status, rstate
+            view.h_usable[i] = status == HostStatus.UP and rstate == ResourceState.ENABLED
+            view.h_tags[i] = frozenset(tags.get(hid, ()))
+            view.h_version[i] = version
+            clusters.add(c.index)
+    for ci in clusters:
+        c = view.clusters[ci]
+        hosts = range(c.start, c.end)
+        c.cpu_total = sum(view.h_cpu_cap[i] for i in hosts)
+        c.mem_total = sum(view.h_mem_cap[i] for i in hosts)
+        c.cpu_alloc = sum(view.h_cpu_used[i] + view.h_cpu_res[i] for i in hosts)
+        c.mem_alloc = sum(view.h_mem_used[i] + view.h_mem_res[i] for i in hosts)
+        c.usable = [i for i in hosts if view.h_usable[i]]
+        c.tags = frozenset().union(*(view.h_tags[i] for i in c.usable)) if c.usable else frozenset()
+        view._cluster_free(c)
+    view.order_cpu = sorted((c.cpu_util(), c.index) for c in view.clusters)
+    view.order_mem = sorted((c.mem_util(), c.index) for c in view.clusters)
+    return True
 
 
 def refresh_pools(conn: Conn, catalog: Catalog, view: ZoneView) -> None:
