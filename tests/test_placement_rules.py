@@ -702,3 +702,15 @@ def test_capacity_changed_elsewhere_rereads_only_those_hosts(two_clusters: Cloud
     # The claim we made before is still counted on h0-1-1.
     i = view.host_index["h0-1-1"]
     assert view.h_mem_used[i] == 2 * GIB
+
+
+def test_a_placement_can_carry_its_explanation(one_cluster: Cloud) -> None:
+    for k, used in enumerate((8000, 4000, 2000, 6000)):
+        set_host(one_cluster, f"h0-0-{k}", cpu_used_mhz=used)
+    r = req(allocator="firstfitleastconsumed", offering=offering(one_cluster, "big", cpus=4))
+    plans = [place_vm(one_cluster.admin, r, explain_plan=True) for _ in range(2)]
+    assert [p.host_name for p in plans] == ["h0-0-2", "h0-0-1"]
+    for plan in plans:
+        assert plan.explanation is not None and plan.explanation.winner is not None
+        assert plan.explanation.winner.host == plan.host_name
+    assert place_vm(one_cluster.admin, r).explanation is None

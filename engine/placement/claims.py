@@ -253,6 +253,7 @@ def _place(snap: Snapshot, requests: list[Resolved], explain_plan: bool) -> list
             view = snap.zone(base.zone_id, force=True)
         rng = random.Random(base.seed)
         decisions: list[tuple[Resolved, Decision]] = []
+        explanations: list[Explanation | None] = []
         undo: list[tuple] = []
         try:
             for k, r0 in enumerate(requests):
@@ -263,6 +264,8 @@ def _place(snap: Snapshot, requests: list[Resolved], explain_plan: bool) -> list
                 if d is None:
                     raise _refuse(view, r, k, len(requests))
                 decisions.append((r, d))
+                # Explained on the view the decision saw, before it takes its share.
+                explanations.append(explain(view, r, d) if explain_plan else None)
                 undo.append(_apply(view, r, d, +1))
         except InsufficientCapacity:
             for entry in reversed(undo):
@@ -292,8 +295,8 @@ def _place(snap: Snapshot, requests: list[Resolved], explain_plan: bool) -> list
             raise
         _count_own_updates(view, decisions)
         return [
-            _plan(view, r, d, explain(view, r, d) if explain_plan else None, u)
-            for (r, d), u in zip(decisions, claim_uuids, strict=True)
+            _plan(view, r, d, e, u)
+            for (r, d), e, u in zip(decisions, explanations, claim_uuids, strict=True)
         ]
 
 
