@@ -363,14 +363,17 @@ def _unapply(view: ZoneView, entry: tuple) -> None:
 def _global_limits(view: ZoneView) -> dict[str, float]:
     """The global factors and thresholds the claim SQL falls back to (a cluster's or a
     pool's own value, when set, wins inside the statement)."""
+    if view.limits is not None:
+        return view.limits
     s = dict(view.structure[4])
-    return {
+    view.limits = {
         "gcf": float(s["cpu.overprovisioning.factor"]),
         "gmf": float(s["mem.overprovisioning.factor"]),
         "gof": float(s["storage.overprovisioning.factor"]),
         "gct": float(s["pool.storage.capacity.disablethreshold"]),
         "gat": float(s["pool.storage.allocated.capacity.disablethreshold"]),
     }
+    return view.limits
 
 
 def _claim(conn: Conn, view: ZoneView, decisions: list[tuple[Resolved, Decision]]) -> list[str]:

@@ -7,7 +7,6 @@ into a `Resolved` of ids and numbers that the planner works on.
 
 from __future__ import annotations
 
-import copy
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -207,7 +206,7 @@ def resolve_request(
     if key is not None:
         cached = snap.resolved.get(key)
         if cached is not None and cached[0] == snap.generation:
-            r = copy.copy(cached[1])
+            r = _clone(cached[1])
             if req.seed is None:
                 r.seed = int.from_bytes(os.urandom(6), "big")
             return r, snap.zone(r.zone_id)
@@ -216,8 +215,15 @@ def resolve_request(
         if len(snap.resolved) > 256:
             snap.resolved.clear()
         snap.resolved[key] = (snap.generation, r)
-        r = copy.copy(r)
+        r = _clone(r)
     return r, view
+
+
+def _clone(r: Resolved) -> Resolved:
+    """A shallow copy, several times faster than copy.copy on a dataclass."""
+    new = Resolved.__new__(Resolved)
+    new.__dict__.update(r.__dict__)
+    return new
 
 
 def _resolve(

@@ -182,6 +182,7 @@ class ZoneView:
         self.next_expiry: datetime | None = None
         self.dedicated = False  # any dedication in the zone at all
         self.generation = -1
+        self.limits: dict[str, float] | None = None  # global factors for the claim SQL
         # hosts
         self.h_id: list[int] = []
         self.h_uuid: list[str] = []
