@@ -714,3 +714,13 @@ def test_a_placement_can_carry_its_explanation(one_cluster: Cloud) -> None:
         assert plan.explanation is not None and plan.explanation.winner is not None
         assert plan.explanation.winner.host == plan.host_name
     assert place_vm(one_cluster.admin, r).explanation is None
+
+
+def test_host_affinity_reason_names_the_group(one_cluster: Cloud) -> None:
+    create_affinity_group(one_cluster.admin, "db", "host affinity")
+    first = place_vm(one_cluster.admin, req(vm=vm(one_cluster, "db0").uuid, affinity_groups=["db"]))
+    set_host(one_cluster, first.host_name, memory_used_bytes=16 * GIB)
+    assert refusal(one_cluster, req(vm=vm(one_cluster, "db1").uuid, affinity_groups=["db"])) == (
+        "zone 'eu-1': 0 of 4 hosts fit: 3 are not the host of affinity group 'db', "
+        "1 lack 2 GiB free memory"
+    )
