@@ -11,7 +11,9 @@ Freshness, cheaply:
   change the view is exact and costs nothing to check.
 - When it changed (or always, on PostgreSQL) the small tables are re-read and the zone's
   host fingerprint (count and sum of `capacity_version`, which every capacity or state
-  change bumps) is compared with what the view expects; only a difference reloads hosts.
+  change bumps) is compared with what the view expects. On a difference only the hosts
+  whose capacity_version moved are re-read; the view is rebuilt when hosts came or went,
+  a cluster, pod, dedication or setting changed, or more than an eighth of the hosts moved.
 A view that is stale anyway (a change landed after the check) is safe: every claim
 re-checks its limits in SQL, and a lost race reloads the view before the next candidate.
 """
