@@ -299,7 +299,6 @@ class Snapshot:
     """The per-process, per-Database cache; all use is under `lock`."""
 
     def __init__(self, db: Database) -> None:
-        self.db = db
         self.conn = Conn(db)
         self.lock = self.conn.lock
         self.catalog: Catalog | None = None

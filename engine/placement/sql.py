@@ -26,7 +26,8 @@ class Conn:
     """One driver connection, used by one thread at a time (callers hold `lock`)."""
 
     def __init__(self, db: Database) -> None:
-        self.db = db
+        # The URL only: holding the Database would keep it (and this connection) alive.
+        self.url = db.url
         self.is_sqlite = db.is_sqlite
         self._fairy = db.engine.raw_connection()
         self.raw: Any = self._fairy.driver_connection
@@ -84,7 +85,7 @@ class Conn:
             with contextlib.suppress(Exception):  # the driver may have rolled back already
                 self.raw.execute("ROLLBACK")
             if isinstance(exc, self.operational_error):
-                raise DatabaseUnavailable(f"database {redacted(self.db.url)}: {exc}") from exc
+                raise DatabaseUnavailable(f"database {redacted(self.url)}: {exc}") from exc
             if isinstance(exc, self.integrity_error):
                 raise StateConflict(
                     f"another writer changed the same rows meanwhile ({exc}); try again"
@@ -108,4 +109,5 @@ class Conn:
     def close(self) -> None:
         # The engine may already be disposed; then there is nothing to give back.
         with contextlib.suppress(Exception):
-            self._fairy.close()
+            self._fairy.detach()  # out of the pool: it must not be handed to anyone else
+            self.raw.close()
