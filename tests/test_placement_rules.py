@@ -19,7 +19,7 @@ from placement_world import (
     set_host,
     vm,
 )
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from engine import topology
 from engine.bootstrap import Cloud
@@ -724,3 +724,26 @@ def test_host_affinity_reason_names_the_group(one_cluster: Cloud) -> None:
         "zone 'eu-1': 0 of 4 hosts fit: 3 are not the host of affinity group 'db', "
         "1 lack 2 GiB free memory"
     )
+
+
+def test_a_vm_placed_again_brings_its_own_sizes_and_tags(one_cluster: Cloud) -> None:
+    from engine.models import ServiceOffering, VirtualMachine
+
+    offering(one_cluster, "gpu", cpus=2, memory=4 * GIB, host_tags=["gpu"])
+    topology.update_host(one_cluster.admin, "h0-0-3", tags=["gpu"])
+    row = vm(one_cluster, "g", cpus=2, memory=4 * GIB)
+    with one_cluster.db.write() as session:
+        offering_id = session.execute(
+            select(ServiceOffering.id).where(ServiceOffering.name == "gpu")
+        ).scalar_one()
+        session.execute(
+            update(VirtualMachine)
+            .where(VirtualMachine.id == row.id)
+            .values(service_offering_id=offering_id)
+        )
+    plan = place_vm(one_cluster.admin, PlacementRequest(zone="eu-1", vm=row.uuid, seed=3))
+    assert plan.host_name == "h0-0-3"
+    assert hosts(one_cluster)["h0-0-3"].memory_used_bytes == 4 * GIB
+    release_capacity(one_cluster.admin, row.uuid, on="stop")
+    again = place_vm(one_cluster.admin, PlacementRequest(zone="eu-1", vm=row.uuid))
+    assert (again.host_name, again.how) == ("h0-0-3", "last host")

@@ -58,7 +58,8 @@ class Avoid:
 
 @dataclass(frozen=True)
 class PlacementRequest:
-    """Where may this VM go? Either `offering`, or all of cpu_count/cpu_mhz/memory_bytes.
+    """Where may this VM go? Either `offering`, or all of cpu_count/cpu_mhz/memory_bytes,
+    or (with `vm`) neither: then the VM's own sizes, offering tags and template tag apply.
 
     cpu_mhz is the speed per virtual CPU. `account` defaults to the caller's account.
     `template` adds its template tag to the host tags; `template_tags` adds more.
@@ -238,11 +239,40 @@ def _resolve(
     view = snap.zone(zone_id)
     label = f"placement in zone '{view.name}'"
 
+    vm_row = None
+    vm_sizes = None
+    if req.vm is not None:
+        found_vm = snap.conn.rows(
+            "SELECT id, name, account_id, zone_id, state, last_host_id, cpu_count, cpu_mhz, "
+            "memory_bytes, service_offering_id, template_id FROM virtualmachine "
+            "WHERE uuid = :r OR instance_name = :r",
+            {"r": str(req.vm)},
+        )
+        if not found_vm:
+            raise NotFound(f"VM '{req.vm}' does not exist", field="vm")
+        vm_row, vm_sizes = found_vm[0][:6], found_vm[0][6:]
+        if vm_row[3] != zone_id:
+            raise InvalidParameter(
+                f"VM '{vm_row[1]}' belongs to another zone than '{view.name}'", field="zone"
+            )
+
     custom = (req.cpu_count, req.cpu_mhz, req.memory_bytes)
     tags: set[str] = set()
     storage_tags: frozenset[str] = frozenset()
     planner = None
-    if req.offering is not None:
+    template_ref: str | int | None = req.template
+    if req.offering is None and all(v is None for v in custom) and vm_sizes is not None:
+        # A VM placed again (a restart): its own sizes, and its offering's and template's
+        # tags, unless the request says otherwise.
+        cpu_count, cpu_speed, memory, offering_id, template_id = vm_sizes
+        by_id = next((o for o in catalog.offerings.values() if o.id == offering_id), None)
+        if by_id is not None:
+            tags |= by_id.host_tags
+            storage_tags = by_id.storage_tags
+            planner = by_id.planner
+        if template_ref is None and template_id is not None:
+            template_ref = int(template_id)
+    elif req.offering is not None:
         if any(v is not None for v in custom):
             raise InvalidParameter(
                 f"{label}: give either a service offering or cpu_count, cpu_mhz and "
@@ -271,11 +301,11 @@ def _resolve(
         memory = _positive(label, req.memory_bytes, "memory_bytes", "memory (bytes)")
 
     tags.update(check_tags(label, req.template_tags, field="template_tags"))
-    if req.template is not None:
+    if template_ref is not None:
         found = snap.conn.rows(
-            "SELECT template_tag, name FROM template WHERE (uuid = :r OR name = :r) "
+            "SELECT template_tag, name FROM template WHERE (uuid = :r OR name = :r OR id = :i) "
             "AND removed IS NULL",
-            {"r": str(req.template)},
+            {"r": str(template_ref), "i": template_ref if isinstance(template_ref, int) else -1},
         )
         if not found:
             raise NotFound(f"template '{req.template}' does not exist", field="template")
@@ -304,20 +334,6 @@ def _resolve(
     seed = req.seed if req.seed is not None else int.from_bytes(os.urandom(6), "big")
 
     # --- the VM and its account ------------------------------------------------------
-    vm_row = None
-    if req.vm is not None:
-        found_vm = snap.conn.rows(
-            "SELECT id, name, account_id, zone_id, state, last_host_id FROM virtualmachine "
-            "WHERE uuid = :r OR instance_name = :r",
-            {"r": str(req.vm)},
-        )
-        if not found_vm:
-            raise NotFound(f"VM '{req.vm}' does not exist", field="vm")
-        vm_row = found_vm[0]
-        if vm_row[3] != zone_id:
-            raise InvalidParameter(
-                f"VM '{vm_row[1]}' belongs to another zone than '{view.name}'", field="zone"
-            )
     if req.account is not None:
         account = load_account(snap, catalog, str(req.account).strip())
     elif vm_row is not None:
