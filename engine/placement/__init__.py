@@ -19,6 +19,15 @@ Public API (everything takes a `Caller`):
 - Affinity groups and dedication: `create_affinity_group`, `add_vm_to_affinity_group`,
   `delete_affinity_group`, `dedicate`, `release_dedication`.
 
+How the VM lifecycle uses it: deploy creates the VM row (and its volumes), then calls
+`place_vm(caller, PlacementRequest(zone, offering, volumes=[VolumeRequest(size, volume_id=..)],
+vm=vm.uuid, affinity_groups=...))` and records `plan.host_id` / `plan.volumes[i].pool_id` on
+the VM and its volumes (placement writes only its claim). A start that fails on the host:
+`release_capacity(caller, vm, on="destroy")`, then place again with
+`request.avoiding(hosts=[plan.host_uuid])`, up to `start.retry` times. Stop:
+`release_capacity(.., on="stop")`; start again: `place_vm(caller, PlacementRequest(zone,
+vm=vm.uuid))` (the VM's sizes, last host and disks' pools apply). Expunge: `on="destroy"`.
+
 A `Plan` carries the host, cluster and pod, a `VolumePlacement` (pool) per volume, and an
 `Explanation`: for every filter how many hosts it excluded, with example host names and
 the reason ("lack 8 GiB free memory"), and the winner and runners-up with their scores.
