@@ -23,8 +23,9 @@ How the VM lifecycle uses it: deploy creates the VM row (and its volumes), then 
 `place_vm(caller, PlacementRequest(zone, offering, volumes=[VolumeRequest(size, volume_id=..)],
 vm=vm.uuid, affinity_groups=...))` and records `plan.host_id` / `plan.volumes[i].pool_id` on
 the VM and its volumes (placement writes only its claim). A start that fails on the host:
-`release_capacity(caller, vm, on="destroy")`, then place again with
-`request.avoiding(hosts=[plan.host_uuid])`, up to `start.retry` times. Stop:
+`release_capacity(caller, vm, on="destroy")` for a new VM (on="stop" for a restart, whose
+disks stay where they are), then place again with `request.avoiding(hosts=[plan.host_uuid])`,
+up to `start.retry` times. Stop:
 `release_capacity(.., on="stop")`; start again: `place_vm(caller, PlacementRequest(zone,
 vm=vm.uuid))` (the VM's sizes, last host and disks' pools apply). Expunge: `on="destroy"`.
 
