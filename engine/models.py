@@ -560,6 +560,109 @@ class Job(SQLModel, table=True):
     finished: datetime | None = None
 
 
+# --- placement -------------------------------------------------------------------------
+
+
+class AffinityGroupType(StrEnum):
+    """CloudStack's affinity group types (their API names)."""
+
+    HOST_ANTI_AFFINITY = "host anti-affinity"
+    HOST_AFFINITY = "host affinity"
+    EXPLICIT_DEDICATION = "ExplicitDedication"
+
+
+class AffinityGroup(SQLModel, table=True):
+    """A per-account group of VMs that placement keeps apart (anti-affinity), together
+    (affinity), or on resources dedicated to the account (explicit dedication)."""
+
+    __table_args__ = (UniqueConstraint("account_id", "name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    uuid: str = Field(default_factory=new_uuid, unique=True, max_length=36)
+    name: str = Field(max_length=255)
+    description: str = Field(default="", max_length=1024)
+    group_type: str = Field(max_length=32)
+    account_id: int = Field(foreign_key="account.id", index=True)
+    domain_id: int = Field(foreign_key="domain.id")
+    created: datetime = Field(default_factory=utcnow)
+
+
+class AffinityGroupMember(SQLModel, table=True):
+    group_id: int = Field(foreign_key="affinitygroup.id", primary_key=True, ondelete="CASCADE")
+    vm_id: int = Field(
+        foreign_key="virtualmachine.id", primary_key=True, index=True, ondelete="CASCADE"
+    )
+
+
+class DedicationScope(StrEnum):
+    ZONE = "zone"
+    POD = "pod"
+    CLUSTER = "cluster"
+    HOST = "host"
+
+
+class Dedication(SQLModel, table=True):
+    """A zone, pod, cluster or host reserved to one account, or to a domain (and its
+    sub-domains). Exactly one of account_id / domain_id is set."""
+
+    __table_args__ = (UniqueConstraint("scope", "scope_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    uuid: str = Field(default_factory=new_uuid, unique=True, max_length=36)
+    scope: str = Field(max_length=16)
+    scope_id: int
+    zone_id: int = Field(foreign_key="zone.id", index=True)
+    account_id: int | None = Field(default=None, foreign_key="account.id")
+    domain_id: int | None = Field(default=None, foreign_key="domain.id")
+    created: datetime = Field(default_factory=utcnow)
+
+
+class ClaimState(StrEnum):
+    USED = "used"  # the VM runs (or is starting) on the host: counted in *used*
+    RESERVED = "reserved"  # stopped: counted in *reserved* on its last host until reserved_until
+    DISKS = "disks"  # stopped past its reservation: only its volumes hold pool space
+
+
+class PlacementClaim(SQLModel, table=True):
+    """What one placement took from a host (and, through its volumes, from pools), so that
+    stop, expiry and destroy give back exactly that."""
+
+    __table_args__ = (
+        Index("ix_placementclaim_host_state", "host_id", "state"),
+        Index("ix_placementclaim_account_zone", "account_id", "zone_id"),
+        Index("ix_placementclaim_state_until", "state", "reserved_until"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    uuid: str = Field(default_factory=new_uuid, unique=True, max_length=36)
+    # None for placements made without a VM row (benchmarks, capacity what-ifs).
+    vm_id: int | None = Field(
+        default=None, foreign_key="virtualmachine.id", unique=True, ondelete="CASCADE"
+    )
+    account_id: int = Field(foreign_key="account.id")
+    domain_id: int = Field(foreign_key="domain.id")
+    zone_id: int = Field(foreign_key="zone.id")
+    pod_id: int = Field(foreign_key="pod.id")
+    cluster_id: int = Field(foreign_key="cluster.id")
+    host_id: int = Field(foreign_key="host.id")
+    cpu_count: int
+    cpu_mhz: int = Field(sa_column=_bytes_column())  # cpu_count x speed: what the host gave
+    memory_bytes: int = Field(sa_column=_bytes_column())
+    state: str = Field(default=ClaimState.USED, max_length=16)
+    reserved_until: datetime | None = None
+    created: datetime = Field(default_factory=utcnow)
+
+
+class PlacementClaimVolume(SQLModel, table=True):
+    """A volume of a claim: the pool it went to and the bytes it allocated there."""
+
+    claim_id: int = Field(foreign_key="placementclaim.id", primary_key=True, ondelete="CASCADE")
+    position: int = Field(primary_key=True)
+    pool_id: int = Field(foreign_key="storagepool.id", index=True)
+    volume_id: int | None = Field(default=None, foreign_key="volume.id")
+    size_bytes: int = Field(sa_column=_bytes_column())
+
+
 # --- ipam ------------------------------------------------------------------------------
 #
 # Every allocatable thing (public address, guest address, pod management address, VNI) is
