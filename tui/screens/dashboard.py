@@ -1,0 +1,296 @@
+"""The dashboard, the console's first screen: capacity per zone and what needs attention.
+
+One panel per zone with gauges for CPU, memory, primary storage (used and allocated),
+secondary storage and the zone's public and private addresses; then hosts that are not
+Up, clusters and pools past their disable thresholds, running and recent jobs, and the
+newest audit events. Everything comes from `engine.dashboard.dashboard` in a thread
+worker and refreshes live (see `LiveScreen`). Enter on a zone panel opens its details.
+"""
+
+from __future__ import annotations
+
+from rich.console import Group
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Horizontal, VerticalScroll
+from textual.widgets import Footer, Header, Static
+
+from engine.context import Caller
+from engine.dashboard import Dashboard, EventLine, JobLine, ZoneCapacity, dashboard
+from tui.screens.live import Clock, LiveScreen, LiveStatus, hhmmss
+from tui.widgets.gauge import gauge_line, human_bytes, human_count, human_mhz
+
+GAUGE = {"bar_width": 12, "label_width": 11}
+WARN_STYLE = "bold yellow"
+ERROR_STYLE = "bold red"
+LEVEL_STYLES = {"WARN": WARN_STYLE, "WARNING": WARN_STYLE, "ERROR": ERROR_STYLE}
+JOB_STYLES = {"Failed": ERROR_STYLE, "Cancelled": WARN_STYLE, "Running": "bold", "Pending": ""}
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def zone_text(zone: ZoneCapacity) -> Group:
+    """A zone panel's content: its state and host count, then one gauge per capacity."""
+    head = Text(f"{zone.network_type} · ")
+    head.append(
+        zone.allocation_state, style="" if zone.allocation_state == "Enabled" else WARN_STYLE
+    )
+    head.append(f" · {_plural(zone.hosts, 'host')}, {zone.hosts_up} Up")
+    down = zone.hosts - zone.hosts_up
+    if down:
+        head.append(f", {down} not Up", style=ERROR_STYLE)
+    lines = [
+        head,
+        gauge_line("CPU", zone.cpu_mhz.allocated, zone.cpu_mhz.total, unit=human_mhz, **GAUGE),
+        gauge_line(
+            "Memory",
+            zone.memory_bytes.allocated,
+            zone.memory_bytes.total,
+            unit=human_bytes,
+            **GAUGE,
+        ),
+        gauge_line(
+            "Prim used",
+            zone.primary_used_bytes.used,
+            zone.primary_used_bytes.total,
+            unit=human_bytes,
+            **GAUGE,
+        ),
+        gauge_line(
+            "Prim alloc",
+            zone.primary_allocated_bytes.used,
+            zone.primary_allocated_bytes.total,
+            unit=human_bytes,
+            **GAUGE,
+        ),
+        gauge_line(
+            "Secondary",
+            zone.secondary_bytes.used,
+            zone.secondary_bytes.total,
+            unit=human_bytes,
+            **GAUGE,
+        ),
+    ]
+    ips = zone.ip_utilisation or {}
+    for key, label in (("public", "Public IP"), ("private", "Private IP")):
+        figure = ips.get(key)
+        if figure is None:
+            lines.append(gauge_line(label, None, None, **GAUGE))
+        else:
+            lines.append(
+                gauge_line(label, figure.allocated, figure.total, unit=human_count, **GAUGE)
+            )
+    return _group(lines)
+
+
+def attention_text(data: Dashboard) -> Group:
+    lines: list[Text] = []
+    if data.hosts_not_up_total:
+        lines.append(
+            Text(
+                f"Hosts not Up: {data.hosts_not_up_total} of {data.hosts_total}",
+                style=ERROR_STYLE,
+            )
+        )
+        for host in data.hosts_not_up:
+            line = Text("  ✗ ")
+            line.append(host.name, style="bold")
+            line.append(f"  {host.status}", style=ERROR_STYLE)
+            line.append(f"  {host.resource_state}  {host.zone} / {host.cluster}")
+            lines.append(line)
+        hidden = data.hosts_not_up_total - len(data.hosts_not_up)
+        if hidden > 0:
+            lines.append(Text(f"  … and {hidden} more", style="dim"))
+    else:
+        lines.append(Text(f"✓ All {_plural(data.hosts_total, 'host')} Up"))
+    if data.over_threshold:
+        lines.append(Text(f"Over threshold: {len(data.over_threshold)}", style=WARN_STYLE))
+        for item in data.over_threshold:
+            line = Text("  ! ")
+            line.append(f"{item.kind} {item.name}", style="bold")
+            line.append(f" ({item.zone}): {item.measure} ")
+            line.append(f"{item.percent:.0f}%", style=WARN_STYLE)
+            line.append(f" over {item.threshold_percent:.0f}%")
+            lines.append(line)
+    else:
+        lines.append(Text("✓ No cluster or pool over its threshold"))
+    return _group(lines)
+
+
+def _job(job: JobLine, when: str) -> Text:
+    line = Text("  ")
+    line.append(job.job_type, style="bold")
+    line.append(f" {job.resource_type} {job.resource_name} ")
+    line.append(job.state, style=JOB_STYLES.get(job.state, ""))
+    if job.state == "Running":
+        line.append(f" {job.progress}%")
+    line.append(f" {when}", style="dim")
+    detail = job.error if job.state == "Failed" and job.error else job.progress_message
+    if detail:
+        line.append(f" · {detail}")
+    return line
+
+
+def jobs_text(data: Dashboard) -> Group:
+    lines = [Text(f"Running: {data.running_jobs_total}", style="bold")]
+    lines += [_job(j, f"since {hhmmss(j.created)}") for j in data.running_jobs]
+    hidden = data.running_jobs_total - len(data.running_jobs)
+    if hidden > 0:
+        lines.append(Text(f"  … and {hidden} more", style="dim"))
+    if not data.running_jobs_total:
+        lines.append(Text("  no job running", style="dim"))
+    lines.append(Text("Recent", style="bold"))
+    lines += [_job(j, f"at {hhmmss(j.finished or j.created)}") for j in data.recent_jobs]
+    if not data.recent_jobs:
+        lines.append(Text("  no finished job yet", style="dim"))
+    return _group(lines)
+
+
+def event_line(event: EventLine) -> Text:
+    line = Text(f"{hhmmss(event.created)}  ")
+    line.append(f"{event.level:<5}", style=LEVEL_STYLES.get(event.level, "dim"))
+    line.append(f"  {event.username:<8} ")
+    line.append(f"{event.event_type:<24}", style="bold")
+    line.append(f" {event.resource_type} {event.resource_name}: {event.description}")
+    return line
+
+
+def events_text(data: Dashboard) -> Group:
+    if not data.events:
+        return _group([Text("no events yet", style="dim")])
+    return _group([event_line(e) for e in data.events])
+
+
+def _group(lines: list[Text]) -> Group:
+    for line in lines:
+        line.no_wrap = True
+        line.overflow = "ellipsis"
+    return Group(*lines)
+
+
+class ZonePanel(Static, can_focus=True):
+    """One zone's gauges; Enter opens the zone's details."""
+
+    BINDINGS = [Binding("enter", "open", "Zone details", id="dashboard.zone.open")]
+
+    def __init__(self, zone: ZoneCapacity) -> None:
+        super().__init__(zone_text(zone), classes="zone-panel", markup=False)
+        self.zone = zone
+        self.border_title = zone.name
+
+    def show(self, zone: ZoneCapacity) -> None:
+        self.zone = zone
+        self.border_title = zone.name
+        self.update(zone_text(zone))
+
+    def action_open(self) -> None:
+        from tui.screens.details import ZoneDetailScreen
+
+        screen = self.screen
+        assert isinstance(screen, DashboardScreen)
+        self.app.push_screen(
+            ZoneDetailScreen(
+                screen.caller,
+                self.zone.uuid,
+                refresh_seconds=screen.refresh_seconds,
+                clock=screen.clock,
+            )
+        )
+
+
+class DashboardScreen(LiveScreen):
+    """Capacity per zone, problems, jobs and events; refreshes itself."""
+
+    TITLE = "Dashboard"
+    WHAT = "Dashboard refresh"
+    BINDINGS = [Binding("r", "refresh", "Refresh", id="dashboard.refresh")]
+
+    DEFAULT_CSS = """
+    DashboardScreen #zones {
+        grid-size: 2;
+        grid-gutter: 0 1;
+        height: auto;
+        padding: 0 1;
+    }
+    DashboardScreen .zone-panel {
+        height: auto;
+        border: round $primary;
+        border-title-style: bold;
+        padding: 0 1;
+    }
+    DashboardScreen .zone-panel:focus {
+        border: double $accent;
+    }
+    DashboardScreen #attention-row {
+        height: auto;
+        padding: 0 1;
+    }
+    DashboardScreen #jobs {
+        margin-left: 1;
+    }
+    DashboardScreen .dash-panel {
+        height: auto;
+        border: round $secondary;
+        border-title-style: bold;
+        padding: 0 1;
+        width: 1fr;
+    }
+    DashboardScreen #events-panel {
+        margin: 0 1;
+    }
+    """
+
+    def __init__(
+        self, caller: Caller, *, refresh_seconds: float = 2.0, clock: Clock | None = None
+    ) -> None:
+        super().__init__(caller, refresh_seconds=refresh_seconds, clock=clock)
+        self._panels: dict[str, ZonePanel] = {}
+        self.data: Dashboard | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield LiveStatus("Loading the dashboard…", markup=False)
+        with VerticalScroll(id="dashboard-body"):
+            yield Grid(id="zones")
+            with Horizontal(id="attention-row"):
+                problems = Static("", id="attention", classes="dash-panel")
+                problems.border_title = "Needs attention"
+                yield problems
+                jobs = Static("", id="jobs", classes="dash-panel")
+                jobs.border_title = "Jobs"
+                yield jobs
+            events = Static("", id="events-panel", classes="dash-panel")
+            events.border_title = "Recent events"
+            yield events
+        yield Footer()
+
+    def fetch(self) -> Dashboard:
+        return dashboard(self.caller)
+
+    def status_text(self, data: Dashboard) -> str:
+        if not data.zones:
+            return "No zones yet: `stratus demo` builds a demo datacenter to explore"
+        return f"{_plural(len(data.zones), 'zone')} · {_plural(data.hosts_total, 'host')}"
+
+    def show(self, data: Dashboard) -> None:
+        self.data = data
+        grid = self.query_one("#zones", Grid)
+        wanted = [z.uuid for z in data.zones]
+        if list(self._panels) != wanted:
+            # Zones came or went: rebuild the panels (rare), keeping focus on the same zone.
+            focused = self.focused.zone.uuid if isinstance(self.focused, ZonePanel) else None
+            for panel in self._panels.values():
+                panel.remove()
+            self._panels = {z.uuid: ZonePanel(z) for z in data.zones}
+            grid.mount_all(self._panels.values())
+            if focused in self._panels:
+                self._panels[focused].focus()
+        else:
+            for zone in data.zones:
+                self._panels[zone.uuid].show(zone)
+        self.query_one("#attention", Static).update(attention_text(data))
+        self.query_one("#jobs", Static).update(jobs_text(data))
+        self.query_one("#events-panel", Static).update(events_text(data))
