@@ -21,7 +21,7 @@ from engine.dashboard import Dashboard, EventLine, JobLine, ZoneCapacity, dashbo
 from tui.screens.live import Clock, LiveScreen, LiveStatus, hhmmss
 from tui.widgets.gauge import gauge_line, human_bytes, human_count, human_mhz
 
-GAUGE = {"bar_width": 12, "label_width": 11}
+GAUGE = {"bar_width": 10, "label_width": 11}
 WARN_STYLE = "bold yellow"
 ERROR_STYLE = "bold red"
 LEVEL_STYLES = {"WARN": WARN_STYLE, "WARNING": WARN_STYLE, "ERROR": ERROR_STYLE}

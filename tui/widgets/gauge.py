@@ -69,11 +69,21 @@ def gauge_line(
     text.append(f"{fraction * 100:3.0f}%" if fraction is not None else "   -", style=style)
     text.append(f"  {state:<4}", style=style)
     if fraction is not None and used is not None and total is not None:
-        show = unit or (lambda v: f"{v:,.0f}")
-        text.append(f"  {show(used)} / {show(total)}")
+        text.append(f"  {figures(used, total, unit)}")
     if note:
         text.append(f"  {note}", style="dim")
     return text
+
+
+def figures(used: float, total: float, unit: Callable[[float], str] | None = None) -> str:
+    """ "12.0 / 64.0 GHz": the unit once when both figures share it."""
+    show = unit or (lambda v: f"{v:,.0f}")
+    low, high = show(used), show(total)
+    low_number, _, low_unit = low.partition(" ")
+    high_unit = high.partition(" ")[2]
+    if low_unit and low_unit == high_unit:
+        return f"{low_number} / {high}"
+    return f"{low} / {high}"
 
 
 class Gauge(Static):
