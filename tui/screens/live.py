@@ -138,7 +138,7 @@ class LiveScreen(Screen[None]):
 
     def _due(self) -> None:
         self._refresh_timer = None
-        if self.is_current:
+        if self.is_active:  # top of the stack: no modal in front (is_current is true under one)
             self.load()
         else:  # a modal or another screen is in front: look again later
             self._rearm()
