@@ -705,3 +705,248 @@ def count_rows(
 def column_labels(view_name: str) -> list[tuple[str, str, bool]]:
     """(id, label, sortable) of each column of the view."""
     return [(c.id, c.label, c.sortable) for c in view_named(view_name).columns]
+
+
+# --- the topology tree -------------------------------------------------------------------
+# The console's tree loads one level at a time: `tree_children(kind, uuid)` returns the
+# children of one node, each with its state spelled out and its capacity figures.
+
+
+@dataclass(frozen=True)
+class Measure:
+    """One capacity figure of a node: `used` of `total` (None: nothing to measure)."""
+
+    label: str  # "CPU", "Mem", "Stor"
+    used: float
+    total: float | None
+    unit: str  # "mhz", "bytes"
+
+
+@dataclass(frozen=True)
+class TreeItem:
+    kind: str  # zone, pod, cluster, host, vm, pools, pool, stores, store, more
+    key: str  # uuid; groups and "more" items: "<kind>:<parent uuid>"
+    name: str
+    state: str
+    note: str = ""
+    measures: tuple[Measure, ...] = ()
+    expandable: bool = False
+
+
+TREE_LIMIT = 200  # children shown per node; the rest are one "… N more" item
+
+
+def tree_children(caller: Caller, kind: str, key: str | None = None) -> list[TreeItem]:
+    """The children of a tree node: `cloud` (zones), a zone, pod, cluster, host, or the
+    `pools` / `stores` group of a cluster / zone (`key` is its parent's uuid)."""
+    from engine.capacity import capacity_rollups
+
+    if kind == "cloud":
+        return [_container("zone", r) for r in capacity_rollups(caller, "zone")]
+    if kind == "zone":
+        assert key is not None
+        pods = [_container("pod", r) for r in capacity_rollups(caller, "pod", within_ref=key)]
+        with caller.db.read() as session:
+            zone = _one(session, Zone, key, "zone")
+            stores = session.execute(
+                select(
+                    func.count(),
+                    func.sum(ImageStore.used_bytes),
+                    func.sum(ImageStore.capacity_bytes),
+                ).where(ImageStore.zone_id == zone.id)
+            ).one()
+        group = TreeItem(
+            "stores",
+            f"stores:{key}",
+            "Secondary storage",
+            "",
+            note=f"{stores[0]} image store{'' if stores[0] == 1 else 's'}",
+            measures=(Measure("Stor", float(stores[1] or 0), float(stores[2] or 0), "bytes"),),
+            expandable=bool(stores[0]),
+        )
+        return [*pods, group]
+    if kind == "pod":
+        assert key is not None
+        return [
+            _container("cluster", r) for r in capacity_rollups(caller, "cluster", within_ref=key)
+        ]
+    with caller.db.read() as session:
+        if kind == "cluster":
+            return _cluster_children(session, _one(session, Cluster, key, "cluster"))
+        if kind == "host":
+            return _host_children(session, _one(session, Host, key, "host"))
+        if kind == "pools":
+            cluster = _one(session, Cluster, key, "cluster")
+            pools = session.execute(
+                select(StoragePool)
+                .where(StoragePool.cluster_id == cluster.id)
+                .order_by(StoragePool.name)
+            ).scalars()
+            return [_pool(p) for p in pools]
+        if kind == "stores":
+            zone = _one(session, Zone, key, "zone")
+            stores = session.execute(
+                select(ImageStore).where(ImageStore.zone_id == zone.id).order_by(ImageStore.name)
+            ).scalars()
+            return [
+                TreeItem(
+                    "store",
+                    s.uuid,
+                    s.name,
+                    "read-only" if s.read_only else "read-write",
+                    note=s.protocol,
+                    measures=(
+                        Measure("Stor", float(s.used_bytes), float(s.capacity_bytes), "bytes"),
+                    ),
+                )
+                for s in stores
+            ]
+    raise InvalidParameter(f"the tree has no '{kind}' nodes to open", field="kind")
+
+
+def _one(session: Any, model: Any, key: str | None, kind: str) -> Any:
+    found = session.execute(select(model).where(model.uuid == key)).scalar()
+    if found is None:
+        raise NotFound(f"{kind} '{key}' does not exist (removed meanwhile?)", field=kind)
+    return found
+
+
+def _container(kind: str, rollup: Any) -> TreeItem:
+    down = rollup.hosts - rollup.hosts_up
+    state = f"{rollup.hosts:,} host{'' if rollup.hosts == 1 else 's'}"
+    state += f", {down} not Up" if down else (", all Up" if rollup.hosts else "")
+    return TreeItem(
+        kind,
+        rollup.uuid,
+        rollup.name,
+        state,
+        measures=(
+            Measure("CPU", rollup.cpu_mhz.allocated, rollup.cpu_mhz.total, "mhz"),
+            Measure("Mem", rollup.memory_bytes.allocated, rollup.memory_bytes.total, "bytes"),
+            Measure(
+                "Stor", rollup.primary_used_bytes.used, rollup.primary_used_bytes.total, "bytes"
+            ),
+        ),
+        expandable=True,
+    )
+
+
+def _cluster_children(session: Any, cluster: Cluster) -> list[TreeItem]:
+    hosts = (
+        session.execute(
+            select(Host)
+            .where(Host.cluster_id == cluster.id)
+            .order_by(Host.name, Host.id)
+            .limit(TREE_LIMIT + 1)
+        )
+        .scalars()
+        .all()
+    )
+    vms = dict(
+        session.execute(
+            select(VirtualMachine.host_id, func.count())
+            .where(
+                col_in(VirtualMachine.host_id, [h.id for h in hosts[:TREE_LIMIT]]),
+                VirtualMachine.removed.is_(None),  # type: ignore[union-attr]
+            )
+            .group_by(VirtualMachine.host_id)
+        ).all()
+    )
+    items = [
+        TreeItem(
+            "host",
+            h.uuid,
+            h.name,
+            f"{h.status}, {h.resource_state}",
+            note=f"{vms.get(h.id, 0)} VM{'' if vms.get(h.id, 0) == 1 else 's'}",
+            measures=(
+                Measure(
+                    "CPU",
+                    float(h.cpu_used_mhz + h.cpu_reserved_mhz),
+                    float(h.cpu_mhz * h.cpu_cores),
+                    "mhz",
+                ),
+                Measure(
+                    "Mem",
+                    float(h.memory_used_bytes + h.memory_reserved_bytes),
+                    float(h.memory_bytes),
+                    "bytes",
+                ),
+            ),
+            expandable=bool(vms.get(h.id)),
+        )
+        for h in hosts[:TREE_LIMIT]
+    ]
+    if len(hosts) > TREE_LIMIT:
+        total = session.execute(select(func.count()).where(Host.cluster_id == cluster.id)).scalar()
+        items.append(_more("hosts", cluster.uuid, int(total or 0) - TREE_LIMIT))
+    pools = session.execute(
+        select(
+            func.count(), func.sum(StoragePool.used_bytes), func.sum(StoragePool.capacity_bytes)
+        ).where(StoragePool.cluster_id == cluster.id)
+    ).one()
+    items.append(
+        TreeItem(
+            "pools",
+            f"pools:{cluster.uuid}",
+            "Primary storage",
+            "",
+            note=f"{pools[0]} pool{'' if pools[0] == 1 else 's'}",
+            measures=(Measure("Stor", float(pools[1] or 0), float(pools[2] or 0), "bytes"),),
+            expandable=bool(pools[0]),
+        )
+    )
+    return items
+
+
+def _host_children(session: Any, host: Host) -> list[TreeItem]:
+    live = (VirtualMachine.host_id == host.id, VirtualMachine.removed.is_(None))  # type: ignore[union-attr]
+    vms = (
+        session.execute(
+            select(VirtualMachine)
+            .where(*live)
+            .order_by(VirtualMachine.name, VirtualMachine.id)
+            .limit(TREE_LIMIT + 1)
+        )
+        .scalars()
+        .all()
+    )
+    items = [
+        TreeItem(
+            "vm",
+            vm.uuid,
+            vm.name,
+            f"{vm.state}, {vm.power_state}",
+            note=f"{vm.cpu_count} vCPU x {vm.cpu_mhz} MHz, {_gib(vm.memory_bytes)}",
+        )
+        for vm in vms[:TREE_LIMIT]
+    ]
+    if len(vms) > TREE_LIMIT:
+        total = session.execute(select(func.count()).where(*live)).scalar()
+        items.append(_more("vms", host.uuid, int(total or 0) - TREE_LIMIT))
+    return items
+
+
+def _pool(pool: StoragePool) -> TreeItem:
+    return TreeItem(
+        "pool",
+        pool.uuid,
+        pool.name,
+        pool.status,
+        note=f"{pool.pool_type}, allocated {_gib(pool.allocated_bytes)}",
+        measures=(Measure("Stor", float(pool.used_bytes), float(pool.capacity_bytes), "bytes"),),
+    )
+
+
+def _more(view: str, parent: str, hidden: int) -> TreeItem:
+    return TreeItem(
+        "more",
+        f"more:{view}:{parent}",
+        f"… {hidden:,} more",
+        "",
+        note=f"open :{view} to see them all",
+    )
+
+
+def col_in(column: Any, values: list[Any]) -> Any:
+    return column.in_(values)
