@@ -71,9 +71,11 @@ class StratusApp(App[None]):
         Binding("right_square_bracket", "forward", "Forward", show=False, id="app.forward"),
     ]
 
-    def __init__(self, caller: Caller, config: Config | None = None) -> None:
+    def __init__(self, caller: Caller, config: Config | None = None, *, clock: Any = None) -> None:
         super().__init__()
         self.caller = caller
+        # What screens read "now" from (tests and snapshots freeze it).
+        self.clock = clock
         self.config = config or default_config()
         where = redacted(caller.db.url)
         self.sub_title = f"{where} · read-only" if self.config.read_only else where
@@ -96,8 +98,10 @@ class StratusApp(App[None]):
         except ImportError:  # the dashboard is optional: the tree works without it
             from tui.screens.topology import TopologyScreen
 
-            return TopologyScreen(self.caller, refresh_seconds=self.refresh_seconds)
-        return DashboardScreen(self.caller, refresh_seconds=self.refresh_seconds)
+            return TopologyScreen(
+                self.caller, refresh_seconds=self.refresh_seconds, clock=self.clock
+            )
+        return DashboardScreen(self.caller, refresh_seconds=self.refresh_seconds, clock=self.clock)
 
     # --- navigation ------------------------------------------------------------------------
 
@@ -155,7 +159,9 @@ class StratusApp(App[None]):
         if destination.kind == "topology":
             from tui.screens.topology import TopologyScreen
 
-            return lambda: TopologyScreen(self.caller, refresh_seconds=self.refresh_seconds)
+            return lambda: TopologyScreen(
+                self.caller, refresh_seconds=self.refresh_seconds, clock=self.clock
+            )
         from tui.screens.resources import ResourceScreen
 
         return lambda: ResourceScreen(
@@ -165,6 +171,7 @@ class StratusApp(App[None]):
             scope_label=scope_label,
             filter_text=filter_text,
             refresh_seconds=self.refresh_seconds,
+            clock=self.clock,
         )
 
     def show_screen(self, factory: ScreenFactory, *, forward: bool = False) -> None:
@@ -179,7 +186,9 @@ class StratusApp(App[None]):
         from tui.forms_map import detail_screen
 
         def make() -> Screen[Any]:
-            screen = detail_screen(self.caller, view, key, refresh_seconds=self.refresh_seconds)
+            screen = detail_screen(
+                self.caller, view, key, refresh_seconds=self.refresh_seconds, clock=self.clock
+            )
             assert screen is not None
             return screen
 

@@ -173,6 +173,7 @@ class TopologyScreen(Screen[None]):
         self._refresh_timer: Timer | None = None
         self._generation = 0
         self._asked = False
+        self._want_cursor: str | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -265,7 +266,8 @@ class TopologyScreen(Screen[None]):
         # Children came or went: lay the level out again, keeping what was open.
         tree = self.tree
         cursor = tree.cursor_node
-        cursor_key = cursor.data.item.key if cursor and cursor.data and cursor.data.item else None
+        if cursor is not None and cursor.data and cursor.data.item and _inside(cursor, node):
+            self._want_cursor = cursor.data.item.key  # put it back when its node returns
         opened = {c.data.item.key for c in current if c.is_expanded and c.data and c.data.item}
         node.remove_children()
         for item in items:
@@ -275,8 +277,10 @@ class TopologyScreen(Screen[None]):
             if item.key in opened:
                 child.expand()
                 self._load(child)
-            if item.key == cursor_key:
-                tree.move_cursor(child)
+            if item.key == self._want_cursor:
+                self._want_cursor = None
+                # Lines are laid out on the next refresh; the cursor can move then.
+                self.call_after_refresh(tree.move_cursor, child)
 
     @on(Tree.NodeExpanded)
     def _expanded(self, event: Tree.NodeExpanded[NodeData]) -> None:
@@ -372,6 +376,15 @@ class TopologyScreen(Screen[None]):
         back = getattr(self.app, "action_back", None)
         if back is not None:
             back()
+
+
+def _inside(node: TreeNode[NodeData], ancestor: TreeNode[NodeData]) -> bool:
+    parent = node.parent
+    while parent is not None:
+        if parent is ancestor:
+            return True
+        parent = parent.parent
+    return False
 
 
 def _hosts_of(item: TreeItem) -> int:
