@@ -3,58 +3,15 @@
 from __future__ import annotations
 
 import pytest
+from console_support import build
 from sqlmodel import func, select
 
 from engine import demo, listing
 from engine.bootstrap import Cloud
-from engine.context import Caller
 from engine.errors import InvalidParameter, NotFound
 from engine.models import Host, StoragePool, Template, VirtualMachine, Volume
-from engine.offerings import create_service_offering
-from engine.topology import (
-    HostSpec,
-    add_hosts,
-    create_cluster,
-    create_pod,
-    create_storage_pool,
-    create_zone,
-)
 
 GIB = 2**30
-
-
-def build(caller: Caller, *, hosts: int = 4, vms: int = 30) -> None:
-    """Zone z1 → pod p1 → cluster c1 (hosts h0..) with a pool; Small offering; VMs."""
-    create_zone(caller, "z1", dns1="192.0.2.53")
-    create_pod(
-        caller,
-        "z1",
-        "p1",
-        gateway="10.1.0.1",
-        netmask="255.255.255.0",
-        start_ip="10.1.0.10",
-        end_ip="10.1.0.99",
-    )
-    create_cluster(caller, "p1", "c1")
-    create_storage_pool(
-        caller, "c1-ps1", cluster_ref="c1", path="/tmp/stratus-test-pool", capacity_bytes=1000 * GIB
-    )
-    add_hosts(
-        caller,
-        "c1",
-        [
-            HostSpec(
-                name=f"h{i}",
-                uri=f"test:///nodes/h{i}.xml",
-                cpu_cores=16,
-                cpu_mhz=2000,
-                memory_bytes=64 * GIB,
-            )
-            for i in range(hosts)
-        ],
-    )
-    create_service_offering(caller, "Small", cpu_count=1, cpu_mhz=2000, memory_bytes=2 * GIB)
-    demo.add_demo_vms(caller, vms)
 
 
 def names(page: listing.Page) -> list[str]:
