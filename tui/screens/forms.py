@@ -809,7 +809,7 @@ class SettingForm(FormScreen):
         **options: Any,
     ) -> None:
         super().__init__(caller, None, **options)
-        self.name = name
+        self.setting_name = name
         self.scope_type = scope_type
         self.scope_uuid = scope_uuid
         self.loaded = False
@@ -817,17 +817,17 @@ class SettingForm(FormScreen):
 
     def title_text(self) -> str:
         where = f" for this {self.scope_type}" if self.scope_type else " (global)"
-        return f"Set {self.name}{where}"
+        return f"Set {self.setting_name}{where}"
 
     def initial_values(self) -> dict[str, str]:
         views = settings_service.list_settings(
             self.caller, scope_type=self.scope_type, scope_uuid=self.scope_uuid
         )
-        view = next((v for v in views if v.name == self.name), None)
+        view = next((v for v in views if v.name == self.setting_name), None)
         if view is None:
-            settings_service.definition(self.name)  # raises NotFound for an unknown name
+            settings_service.definition(self.setting_name)  # raises NotFound for an unknown name
             raise InvalidParameter(
-                f"setting '{self.name}' cannot be set per {self.scope_type}", field="scope"
+                f"setting '{self.setting_name}' cannot be set per {self.scope_type}", field="scope"
             )
         self.view = view
         self.app.call_from_thread(self._describe, view)
@@ -851,9 +851,13 @@ class SettingForm(FormScreen):
     def submit(self, values: dict[str, str]) -> str:
         value = _opt(values["value"])
         settings_service.update_setting(
-            self.caller, self.name, value, scope_type=self.scope_type, scope_uuid=self.scope_uuid
+            self.caller,
+            self.setting_name,
+            value,
+            scope_type=self.scope_type,
+            scope_uuid=self.scope_uuid,
         )
-        return self.name
+        return self.setting_name
 
 
 FORMS: dict[str, Callable[..., FormScreen]] = {
