@@ -107,29 +107,31 @@ class FormScreen(ModalScreen[str | None]):
     }
     FormScreen #form-fields {
         height: auto;
-        max-height: 28;
+        max-height: 60vh;
     }
     FormScreen .field-row {
         height: auto;
+        margin-bottom: 1;
     }
     FormScreen .field-label {
         width: 26;
-        padding: 1 1 0 0;
+        padding: 0 1 0 0;
     }
     FormScreen .field-input {
         width: 1fr;
     }
     FormScreen .field-error {
         display: none;
-        color: $error;
+        color: $text-error;
         text-style: bold;
         padding: 0 0 0 26;
+        margin: -1 0 1 0;
     }
     FormScreen .field-error.-shown {
         display: block;
     }
-    FormScreen Input.-invalid-field {
-        border: tall $error;
+    FormScreen .-invalid-field {
+        background: $error 25%;
     }
     FormScreen #form-error {
         display: none;
@@ -205,12 +207,14 @@ class FormScreen(ModalScreen[str | None]):
                                 allow_blank=False,
                                 id=f"input-{field.name}",
                                 classes="field-input",
+                                compact=True,
                             )
                         else:
                             yield Input(
                                 placeholder=field.placeholder,
                                 id=f"input-{field.name}",
                                 classes="field-input",
+                                compact=True,
                             )
                     yield Static("", id=f"error-{field.name}", classes="field-error", markup=False)
             yield Static("", id="form-error", markup=False)
