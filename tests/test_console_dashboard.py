@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -303,3 +304,60 @@ def test_dashboard_snapshot(cloud: Cloud, snap_compare: Any) -> None:
         await settle(pilot.app, pilot)
 
     assert snap_compare(app, terminal_size=(120, 40), run_before=loaded)
+
+
+def test_a_slow_engine_call_does_not_freeze_the_screen(
+    cloud: Cloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    build_world(cloud)
+    release = threading.Event()
+    started = threading.Event()
+
+    def slow(caller: Any) -> Any:
+        started.set()
+        release.wait(timeout=30)
+        return dashboard(caller)
+
+    async def scenario(app: ScreenApp, pilot: Pilot[Any]) -> None:
+        screen = app.screen
+        assert isinstance(screen, DashboardScreen)
+        loads = screen.loads
+        monkeypatch.setattr(dashboard_screen, "dashboard", slow)
+        await pilot.press("r")
+        for _ in range(100):
+            if started.is_set():
+                break
+            await pilot.pause(0.01)
+        assert started.is_set()
+        # While the worker waits, the event loop keeps serving keys and screens.
+        app.push_screen(Blocker())
+        await pilot.pause()
+        assert isinstance(app.screen, Blocker)
+        app.pop_screen()
+        await pilot.pause()
+        assert app.screen is screen and screen.loads == loads
+        release.set()
+        await settle(app, pilot)
+        assert screen.loads == loads + 1
+
+    try:
+        run_dashboard(cloud, scenario)
+    finally:
+        release.set()
+
+
+def test_dashboard_fits_an_80x24_terminal(cloud: Cloud) -> None:
+    build_world(cloud)
+
+    async def main() -> None:
+        app = ScreenApp(lambda: DashboardScreen(cloud.admin, refresh_seconds=0, clock=frozen_clock))
+        async with app.run_test(size=(120, 40)) as pilot:
+            await settle(app, pilot)
+            await pilot.resize_terminal(80, 24)
+            await settle(app, pilot)
+            text = screen_text(app).splitlines()
+            assert len(text) == 24 and max(len(line) for line in text) <= 80
+            assert any("Prim used  [█████████░]  90%" in line for line in text)
+            assert "r Refresh" in text[-1]
+
+    asyncio.run(main())
