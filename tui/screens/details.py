@@ -164,6 +164,7 @@ class DetailScreen(LiveScreen):
     """A detail view: sections filled by `show`, `e` to edit, Esc to go back."""
 
     KIND = "object"
+    EDITABLE = True  # whether `edit_form` returns a form
     SECTIONS: list[tuple[str, str]] = []  # (id, title)
     BINDINGS = [
         Binding("r", "refresh", "Refresh", id="details.refresh"),
@@ -203,7 +204,7 @@ class DetailScreen(LiveScreen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "edit":
             # Read-only mode does not offer edits at all; a VM has no edit form here.
-            return not self.read_only and self.edit_form() is not None
+            return not self.read_only and self.EDITABLE
         return True
 
     def action_back(self) -> None:
@@ -498,6 +499,7 @@ class HostDetailScreen(DetailScreen):
 class VmDetailScreen(DetailScreen):
     TITLE = "VM"
     KIND = "VM"
+    EDITABLE = False
     WHAT = "Loading the VM"
     SECTIONS = [
         ("facts", "VM"),
