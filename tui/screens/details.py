@@ -208,7 +208,11 @@ class DetailScreen(LiveScreen):
         return True
 
     def action_back(self) -> None:
-        if len(self.app.screen_stack) > 1:
+        # The app's own "back" keeps its forward history (`]`); a bare app just pops.
+        back = getattr(self.app, "action_back", None)
+        if callable(back):
+            back()
+        elif len(self.app.screen_stack) > 1:
             self.app.pop_screen()
 
     def edit_form(self) -> Screen[Any] | None:
