@@ -59,6 +59,11 @@ class ScreenApp(App[None]):
         self.config = AppConfig(read_only=read_only)
         self.dismissed: list[Any] = []
 
+    def get_default_screen(self) -> Screen[Any]:
+        screen: Screen[Any] = Screen()
+        screen.crumb = "Stratus"  # type: ignore[attr-defined]  # the breadcrumbs' first name
+        return screen
+
     def on_mount(self) -> None:
         self.push_screen(self.make_screen(), self.dismissed.append)
 

@@ -35,6 +35,7 @@ from engine.details import (
 )
 from tui.screens.dashboard import event_line
 from tui.screens.live import Clock, LiveScreen, LiveStatus, hhmmss, is_read_only
+from tui.widgets.crumbs import Breadcrumbs
 from tui.widgets.gauge import gauge_line, human_bytes, human_mhz
 from tui.widgets.sparkline import History
 
@@ -185,6 +186,7 @@ class DetailScreen(LiveScreen):
         self.uuid = uuid
         self._read_only = read_only
         self.data: Any = None
+        self.crumb = f"{self.KIND} …"  # the breadcrumb; named once loaded
 
     @property
     def read_only(self) -> bool:
@@ -192,6 +194,7 @@ class DetailScreen(LiveScreen):
 
     def compose(self) -> ComposeResult:
         yield Header()
+        yield Breadcrumbs()
         yield LiveStatus(f"Loading the {self.KIND}…", markup=False)
         with VerticalScroll(id="details-body"):
             for section_id, title in self.SECTIONS:
@@ -207,13 +210,9 @@ class DetailScreen(LiveScreen):
             return not self.read_only and self.EDITABLE
         return True
 
-    def action_back(self) -> None:
-        # The app's own "back" keeps its forward history (`]`); a bare app just pops.
-        back = getattr(self.app, "action_back", None)
-        if callable(back):
-            back()
-        elif len(self.app.screen_stack) > 1:
-            self.app.pop_screen()
+    async def action_back(self) -> None:
+        # The app's "back": StratusApp's keeps its forward history (`]`), Textual's pops.
+        await self.app.run_action("back")
 
     def edit_form(self) -> Screen[Any] | None:
         return None
@@ -226,7 +225,9 @@ class DetailScreen(LiveScreen):
 
     def show(self, data: Any) -> None:
         self.data = data
-        self.sub_title = self.title_of(data)
+        self.sub_title = self.crumb = self.title_of(data)
+        crumbs = self.query_one(Breadcrumbs)
+        crumbs.update(crumbs.path())
         self.fill(data)
 
     def title_of(self, data: Any) -> str:
