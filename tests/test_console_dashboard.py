@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 from screens_support import (
+    CLUSTER,
     GIB,
+    HOST_DOWN,
     ZONE,
     ScreenApp,
     build_world,
@@ -20,7 +22,7 @@ from screens_support import (
 )
 from textual.pilot import Pilot
 from textual.screen import ModalScreen
-from textual.widgets import Static
+from textual.widgets import OptionList, Static
 
 import tui.screens.dashboard as dashboard_screen
 from engine import topology
@@ -29,7 +31,7 @@ from engine.dashboard import dashboard
 from engine.demo import build_demo
 from engine.errors import DatabaseUnavailable
 from tui.screens.dashboard import DashboardScreen, ZonePanel
-from tui.screens.details import ZoneDetailScreen
+from tui.screens.details import ClusterDetailScreen, HostDetailScreen, ZoneDetailScreen
 from tui.screens.live import LiveStatus
 from tui.widgets.gauge import bar, figures, gauge_line, gauge_state, human_bytes
 from tui.widgets.sparkline import History, spark
@@ -174,6 +176,26 @@ def test_enter_on_a_zone_opens_its_details(cloud: Cloud) -> None:
         await pilot.press("escape")
         await pilot.pause()
         assert isinstance(app.screen, DashboardScreen)
+
+    run_dashboard(cloud, scenario)
+
+
+def test_enter_on_a_problem_host_or_cluster_opens_its_details(cloud: Cloud) -> None:
+    build_world(cloud)
+
+    async def scenario(app: ScreenApp, pilot: Pilot[Any]) -> None:
+        dashboard = app.screen
+        app.screen.query_one("#attention", OptionList).focus()
+        await pilot.press("down", "enter")  # past the heading, onto host a2
+        await settle(app, pilot)
+        assert isinstance(app.screen, HostDetailScreen) and app.screen.uuid == HOST_DOWN
+        assert "Status                Disconnected" in screen_text(app)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.screen is dashboard
+        await pilot.press("down", "enter")  # headings are skipped: cluster kvm-a
+        await settle(app, pilot)
+        assert isinstance(app.screen, ClusterDetailScreen) and app.screen.uuid == CLUSTER
 
     run_dashboard(cloud, scenario)
 

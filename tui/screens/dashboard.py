@@ -9,12 +9,16 @@ worker and refreshes live (see `LiveScreen`). Enter on a zone panel opens its de
 
 from __future__ import annotations
 
+from contextlib import suppress
+
 from rich.console import Group
 from rich.text import Text
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, VerticalScroll
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Footer, Header, OptionList, Static
+from textual.widgets.option_list import Option, OptionDoesNotExist
 
 from engine.context import Caller
 from engine.dashboard import Dashboard, EventLine, JobLine, ZoneCapacity, dashboard
@@ -86,13 +90,24 @@ def zone_text(zone: ZoneCapacity) -> Group:
     return _group(lines)
 
 
-def attention_text(data: Dashboard) -> Group:
-    lines: list[Text] = []
+def _unwrapped(line: Text) -> Text:
+    line.no_wrap = True
+    line.overflow = "ellipsis"
+    return line
+
+
+def attention_options(data: Dashboard) -> list[Option]:
+    """Hosts not Up and what is over a threshold; hosts and clusters open their details."""
+    options: list[Option] = []
+
+    def add(line: Text, key: str | None = None) -> None:
+        # Only lines that open something take the cursor; headings and notes are skipped.
+        options.append(Option(_unwrapped(line), id=key, disabled=key is None))
+
     if data.hosts_not_up_total:
-        lines.append(
+        add(
             Text(
-                f"Hosts not Up: {data.hosts_not_up_total} of {data.hosts_total}",
-                style=ERROR_STYLE,
+                f"Hosts not Up: {data.hosts_not_up_total} of {data.hosts_total}", style=ERROR_STYLE
             )
         )
         for host in data.hosts_not_up:
@@ -100,24 +115,24 @@ def attention_text(data: Dashboard) -> Group:
             line.append(host.name, style="bold")
             line.append(f"  {host.status}", style=ERROR_STYLE)
             line.append(f"  {host.resource_state}  {host.zone} / {host.cluster}")
-            lines.append(line)
+            add(line, f"host:{host.uuid}")
         hidden = data.hosts_not_up_total - len(data.hosts_not_up)
         if hidden > 0:
-            lines.append(Text(f"  … and {hidden} more", style="dim"))
+            add(Text(f"  … and {hidden} more", style="dim"))
     else:
-        lines.append(Text(f"✓ All {_plural(data.hosts_total, 'host')} Up"))
+        add(Text(f"✓ All {_plural(data.hosts_total, 'host')} Up"))
     if data.over_threshold:
-        lines.append(Text(f"Over threshold: {len(data.over_threshold)}", style=WARN_STYLE))
+        add(Text(f"Over threshold: {len(data.over_threshold)}", style=WARN_STYLE))
         for item in data.over_threshold:
             line = Text("  ! ")
             line.append(f"{item.kind} {item.name}", style="bold")
             line.append(f" ({item.zone}): {item.measure} ")
             line.append(f"{item.percent:.0f}%", style=WARN_STYLE)
             line.append(f" over {item.threshold_percent:.0f}%")
-            lines.append(line)
+            add(line, f"{item.kind}:{item.uuid}" if item.kind == "cluster" else None)
     else:
-        lines.append(Text("✓ No cluster or pool over its threshold"))
-    return _group(lines)
+        add(Text("✓ No cluster or pool over its threshold"))
+    return options
 
 
 def _job(job: JobLine, when: str) -> Text:
@@ -231,6 +246,13 @@ class DashboardScreen(LiveScreen):
     DashboardScreen #jobs {
         margin-left: 1;
     }
+    DashboardScreen #attention {
+        max-height: 14;
+        background: $surface;
+    }
+    DashboardScreen #attention > .option-list--option-disabled {
+        color: $text;
+    }
     DashboardScreen .dash-panel {
         height: auto;
         border: round $secondary;
@@ -256,7 +278,7 @@ class DashboardScreen(LiveScreen):
         with VerticalScroll(id="dashboard-body"):
             yield Grid(id="zones")
             with Horizontal(id="attention-row"):
-                problems = Static("", id="attention", classes="dash-panel")
+                problems = OptionList(id="attention", classes="dash-panel")
                 problems.border_title = "Needs attention"
                 yield problems
                 jobs = Static("", id="jobs", classes="dash-panel")
@@ -291,6 +313,24 @@ class DashboardScreen(LiveScreen):
         else:
             for zone in data.zones:
                 self._panels[zone.uuid].show(zone)
-        self.query_one("#attention", Static).update(attention_text(data))
+        attention = self.query_one("#attention", OptionList)
+        chosen = attention.highlighted_option.id if attention.highlighted_option else None
+        attention.set_options(attention_options(data))
+        if chosen is not None:
+            with suppress(OptionDoesNotExist):  # that host is Up again
+                attention.highlighted = attention.get_option_index(chosen)
         self.query_one("#jobs", Static).update(jobs_text(data))
         self.query_one("#events-panel", Static).update(events_text(data))
+
+    @on(OptionList.OptionSelected, "#attention")
+    def _attention_chosen(self, event: OptionList.OptionSelected) -> None:
+        kind, _, uuid = (event.option.id or "").partition(":")
+        from tui.screens import details
+
+        screen = {"host": details.HostDetailScreen, "cluster": details.ClusterDetailScreen}.get(
+            kind
+        )
+        if screen is not None:
+            self.app.push_screen(
+                screen(self.caller, uuid, refresh_seconds=self.refresh_seconds, clock=self.clock)
+            )
