@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import update
 from textual.pilot import Pilot
 from textual.widgets._toast import Toast
+from textual.worker import WorkerState
 
 from engine import demo
 from engine.bootstrap import Cloud
@@ -84,13 +85,18 @@ async def settle(app: StratusApp, pilot: Pilot) -> None:
     """Let workers start and finish and their messages land (twice: loads start loads)."""
     for _ in range(2):
         await pilot.pause()
-        await app.workers.wait_for_complete()
+        # Not workers.wait_for_complete(): it raises for an exclusive worker that a newer
+        # one replaced (cancelled), which is normal here.
+        for _ in range(3000):
+            if not any(w.state in (WorkerState.PENDING, WorkerState.RUNNING) for w in app.workers):
+                break
+            await asyncio.sleep(0.01)
         await pilot.pause()
 
 
 def console(cloud: Cloud, **config: Any) -> StratusApp:
     """A console on `cloud`, live refresh off unless `refresh_seconds` is given."""
-    settings = replace(default_config(), refresh_seconds=0, **config)
+    settings = replace(default_config(), **{"refresh_seconds": 0, **config})
     return StratusApp(cloud.admin, settings, clock=frozen_clock)
 
 

@@ -200,6 +200,7 @@ class ResourceScreen(Screen[None]):
             "sort": self.sort,
             "descending": self.descending,
             "scope": self.scope or None,
+            "limit": PAGE,
         }
 
     def load(self, mode: str = "first") -> None:
@@ -408,7 +409,9 @@ class ResourceScreen(Screen[None]):
     def _near_an_edge(self, event: DataTable.RowHighlighted) -> None:
         if self._fetching_more or not self.rows:
             return
-        index = event.cursor_row
+        index = self.table.cursor_row
+        if event.cursor_row != index:
+            return  # stale: posted while the window was laid out again
         if self.more_after and index >= len(self.rows) - EDGE:
             self.load(mode="after")
         elif self.more_before and index < EDGE:
