@@ -22,6 +22,7 @@ from engine.offerings import create_service_offering
 from engine.topology import (
     HostSpec,
     add_hosts,
+    add_image_store,
     create_cluster,
     create_pod,
     create_storage_pool,
@@ -52,6 +53,9 @@ def build(
         end_ip="10.1.0.99",
     )
     create_cluster(caller, "p1", "c1")
+    add_image_store(
+        caller, "z1", "z1-sec1", url="nfs://192.0.2.10/export/sec1", capacity_bytes=4000 * GIB
+    )
     create_storage_pool(
         caller, "c1-ps1", cluster_ref="c1", path=pool_path, capacity_bytes=1000 * GIB
     )

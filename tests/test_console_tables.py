@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
-from console_support import build, console, go, run_console, settle
+from console_support import build, console, freeze_times, go, run_console, settle
 from sqlalchemy import update
 from sqlmodel import select
 from textual.pilot import Pilot
@@ -160,3 +161,19 @@ def test_status_line_counts_and_says_the_database_answered(cloud: Cloud) -> None
         )
 
     run_console(cloud, scenario)
+
+
+def test_hosts_table_snapshot(cloud: Cloud, snap_compare: Any) -> None:
+    build(cloud.admin, hosts=6, vms=9)
+    with cloud.db.write() as session:
+        session.execute(update(Host).where(Host.name == "h3").values(status="Disconnected"))
+        session.execute(update(Host).where(Host.name == "h4").values(resource_state="Maintenance"))
+    freeze_times(cloud)
+    app = console(cloud)
+
+    async def opened(pilot: Pilot[Any]) -> None:
+        await settle(app, pilot)
+        await go(app, pilot, "hosts")
+        await pilot.press("down", "down", "down")  # the cursor on h3
+
+    assert snap_compare(app, terminal_size=(120, 40), run_before=opened)

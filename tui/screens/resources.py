@@ -46,6 +46,16 @@ WINDOW = 5 * PAGE  # rows held at most
 EDGE = 20  # rows from the window's end at which the next page is fetched
 HIGHLIGHT_SECONDS = 2.0
 CHANGED_STYLE = "reverse"
+STATE_COLUMNS = {"status", "state", "resource", "power", "level"}
+# Named ANSI colours: the same in truecolor, 256-colour and `ansi` terminals.
+WARN = "bold yellow"
+BAD = "bold red"
+STATE_STYLES = {
+    **dict.fromkeys(("Down", "Disconnected", "Alert", "Error", "Failed", "ERROR"), BAD),
+    **dict.fromkeys(("PowerOff", "PowerUnknown", "PowerReportMissing", "Unknown"), BAD),
+    **dict.fromkeys(("Disabled", "Maintenance", "PrepareForMaintenance"), WARN),
+    **dict.fromkeys(("ErrorInMaintenance", "Connecting", "Stopped", "WARN"), WARN),
+}
 
 
 class ResourceTable(DataTable[Text]):
@@ -312,8 +322,13 @@ class ResourceScreen(Screen[None]):
     # --- the window ----------------------------------------------------------------------
 
     def _cells(self, row: Row, highlighted: bool) -> list[Text]:
-        style = CHANGED_STYLE if highlighted else ""
-        return [Text(cell, style=style, no_wrap=True, overflow="ellipsis") for cell in row.cells]
+        changed = CHANGED_STYLE if highlighted else ""
+        cells = []
+        for column, cell in zip(self.view.columns, row.cells, strict=True):
+            # States are words first; colour only underlines the ones that need a look.
+            style = changed or (STATE_STYLES.get(cell, "") if column.id in STATE_COLUMNS else "")
+            cells.append(Text(cell, style=style, no_wrap=True, overflow="ellipsis"))
+        return cells
 
     def _replace(
         self, rows: list[Row], more_before: bool, more_after: bool, *, cursor: str = "keep"

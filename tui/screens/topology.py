@@ -166,6 +166,7 @@ class TopologyScreen(Screen[None]):
         self.refresh_seconds = refresh_seconds
         self.clock = clock or (lambda: datetime.now(UTC))
         self.crumb = "Topology"
+        self.title, self.sub_title = "Stratus", "Topology"
         self.loaded_at: datetime | None = None
         self.failures = 0
         self.error = ""
