@@ -248,11 +248,7 @@ class FormScreen(ModalScreen[str | None]):
         return widget.value
 
     def set_value(self, name: str, value: str) -> None:
-        widget = self._widget(name)
-        if isinstance(widget, Select):
-            widget.value = value
-        else:
-            widget.value = value
+        self._widget(name).value = value
 
     def typed_values(self) -> dict[str, str]:
         return {f.name: self.value_of(f.name) for f in self.fields()}
@@ -360,9 +356,9 @@ class FormScreen(ModalScreen[str | None]):
                 self.show_error(event.worker.error)
 
     def _focus_first(self) -> None:
-        for field in self.fields():
-            self._widget(field.name).focus()
-            return
+        fields = self.fields()
+        if fields:
+            self._widget(fields[0].name).focus()
 
 
 # --- zones -----------------------------------------------------------------------------
