@@ -28,6 +28,7 @@ from textual.screen import Screen
 
 from engine import details
 from engine.bootstrap import Cloud
+from engine.dashboard import dashboard
 from engine.details import NicLine
 from tui.screens import details as detail_screens
 from tui.screens.details import (
@@ -263,3 +264,30 @@ def test_vm_detail_snapshot(cloud: Cloud, snap_compare: Any) -> None:
     build_world(cloud)
     app = ScreenApp(frozen(VmDetailScreen, cloud, VM_WEB))
     assert snap_compare(app, terminal_size=(120, 40), run_before=_loaded)
+
+
+def test_detail_and_dashboard_services_on_each_backend(any_cloud: Cloud) -> None:
+    """The same figures from SQLite and PostgreSQL (NULL ordering, CASE sums, joins)."""
+    build_world(any_cloud)
+    caller = any_cloud.admin
+    board = dashboard(caller)
+    assert [j.job_type for j in board.recent_jobs] == ["StopVM"]
+    assert [h.name for h in board.hosts_not_up] == ["a2"]
+    zone = details.zone_detail(caller, ZONE)
+    assert (zone.hosts, zone.hosts_up, zone.clusters, zone.vms.total) == (2, 1, 1, 2)
+    pod = details.pod_detail(caller, POD)
+    assert [(c.name, c.summary) for c in pod.clusters.shown] == [("kvm-a", "2 hosts, 1 Up")]
+    cluster = details.cluster_detail(caller, CLUSTER)
+    assert [t.value for t in cluster.tunables] == [1.0, 1.0, 0.15, 0.85]
+    host = details.host_detail(caller, HOST_UP)
+    assert (host.cpu_mhz.allocated, host.cpu_mhz.total, host.tags) == (12000, 32000, ["ssd"])
+    vm = details.vm_detail(caller, VM_DB)
+    assert (vm.host_name, vm.last_host_name, vm.offering, vm.template) == (
+        None,
+        "a1",
+        "Medium",
+        "debian-12",
+    )
+    assert [(v.name, v.pool) for v in vm.volumes] == [("ROOT-102", "ps-1")]
+    assert [e.description for e in vm.events] == ["deployed db-1 on a1"]
+    assert vm.nics is None

@@ -398,7 +398,6 @@ def test_an_unexpected_failure_is_one_line_and_a_notification(
 
 @pytest.mark.parametrize("kind", sorted(FORMS))
 def test_read_only_mode_refuses_every_form(cloud: Cloud, kind: str) -> None:
-    build_world(cloud)
     before = db_snapshot(cloud)
     make = FORMS[kind]
     args = ("cpu.overprovisioning.factor",) if kind == "setting" else ()
