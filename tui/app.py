@@ -27,6 +27,9 @@ from engine.config import Config, default_config
 from engine.context import Caller
 from engine.db import redacted
 from tui import navigation
+from tui.screens.dashboard import DashboardScreen
+from tui.screens.resources import ResourceScreen
+from tui.screens.topology import TopologyScreen
 from tui.widgets.command_line import CommandLine
 from tui.widgets.crumbs import crumb_of
 from tui.widgets.help_panel import HelpPanel, KeyHelp
@@ -93,14 +96,6 @@ class StratusApp(App[None]):
         return self.first_screen()
 
     def first_screen(self) -> Screen[Any]:
-        try:
-            from tui.screens.dashboard import DashboardScreen
-        except ImportError:  # the dashboard is optional: the tree works without it
-            from tui.screens.topology import TopologyScreen
-
-            return TopologyScreen(
-                self.caller, refresh_seconds=self.refresh_seconds, clock=self.clock
-            )
         return DashboardScreen(self.caller, refresh_seconds=self.refresh_seconds, clock=self.clock)
 
     # --- navigation ------------------------------------------------------------------------
@@ -157,13 +152,9 @@ class StratusApp(App[None]):
         if destination.kind == "dashboard":
             return self.first_screen
         if destination.kind == "topology":
-            from tui.screens.topology import TopologyScreen
-
             return lambda: TopologyScreen(
                 self.caller, refresh_seconds=self.refresh_seconds, clock=self.clock
             )
-        from tui.screens.resources import ResourceScreen
-
         return lambda: ResourceScreen(
             self.caller,
             destination.name,

@@ -26,11 +26,10 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.coordinate import Coordinate
 from textual.message import Message
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import Footer, Header, Input, Static
 from textual.worker import Worker, WorkerState
 
 from engine import listing
@@ -38,6 +37,7 @@ from engine.context import Caller
 from engine.listing import Count, Page, Row
 from tui.screens.live import failure_message, hhmmss, is_read_only
 from tui.widgets.crumbs import Breadcrumbs
+from tui.widgets.row_table import RowTable
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ STATE_STYLES = {
 }
 
 
-class ResourceTable(DataTable[Text]):
+class ResourceTable(RowTable):
     """The window of rows; scrolling past its ends asks the screen for more."""
 
     BINDINGS = [
@@ -177,7 +177,7 @@ class ResourceScreen(Screen[None]):
             placeholder="filter: text matches name/state…; !text hides matches; Esc clears",
             id="table-filter",
         )
-        table = ResourceTable(id="table", cursor_type="row", zebra_stripes=True)
+        table = ResourceTable(id="table")
         for column in self.view.columns:
             table.add_column(self._header(column.id, column.label), key=column.id)
         yield table
@@ -300,9 +300,7 @@ class ResourceScreen(Screen[None]):
             self._reconcile(page)
         elif mode == "after":
             self._fetching_more = False
-            rows = self.rows + page.rows
-            drop = max(0, len(rows) - WINDOW)
-            self._replace(rows[drop:], self.more_before or drop > 0, page.more_after)
+            self._append(page.rows, page.more_after)
         elif mode == "before":
             self._fetching_more = False
             rows = page.rows + self.rows
@@ -340,24 +338,49 @@ class ResourceScreen(Screen[None]):
         old_offset = old_index - int(table.scroll_y)
         self.rows, self.more_before, self.more_after = rows, more_before, more_after
         now = monotonic()
-        with self.app.batch_update():
-            table.clear()
-            for row in rows:
-                lit = self._highlight.get(row.key, 0) > now
-                table.add_row(*self._cells(row, lit), key=row.key, height=1)
-            if not rows:
-                return
-            if cursor == "start":
-                index = 0
-            elif cursor == "end":
-                index = len(rows) - 1
-            else:
-                index = self._index_of(old_key, default=min(old_index, len(rows) - 1))
-            table.move_cursor(row=index, animate=False, scroll=False)
-            if cursor == "keep":
-                table.scroll_to(y=max(0, index - old_offset), animate=False, immediate=True)
-            else:
-                table.move_cursor(row=index, animate=False)
+        table.set_rows(
+            [(row.key, self._cells(row, self._highlight.get(row.key, 0) > now)) for row in rows]
+        )
+        if not rows:
+            return
+        if cursor == "start":
+            index = 0
+        elif cursor == "end":
+            index = len(rows) - 1
+        else:
+            index = self._index_of(old_key, default=min(old_index, len(rows) - 1))
+        if cursor == "keep":
+            table.move_cursor(row=index, scroll=False)
+            table.scroll_to(y=max(0, index - old_offset), animate=False, immediate=True)
+        else:
+            table.scroll_to(y=0 if cursor == "start" else len(rows), animate=False, immediate=True)
+            table.move_cursor(row=index)
+
+    def _append(self, rows: list[Row], more_after: bool) -> None:
+        """Add a page below the window and drop what falls out above, without re-laying
+        the rows that stay (appending is what scrolling down does all the time)."""
+        table = self.table
+        now = monotonic()
+        known = {row.key for row in self.rows}
+        rows = [row for row in rows if row.key not in known]
+        self.rows = self.rows + rows
+        self.more_after = more_after
+        drop = max(0, len(self.rows) - WINDOW)
+        key = self._cursor_key()
+        offset = table.cursor_row - int(table.scroll_y)
+        if drop:
+            self.rows = self.rows[drop:]
+            self.more_before = True
+        table.set_rows(
+            [
+                (row.key, self._cells(row, self._highlight.get(row.key, 0) > now))
+                for row in self.rows
+            ]
+        )
+        if drop:
+            index = self._index_of(key, default=0)
+            table.move_cursor(row=index, scroll=False)
+            table.scroll_to(y=max(0, index - offset), animate=False, immediate=True)
 
     def _reconcile(self, page: Page) -> None:
         """A refreshed window: update changed cells in place, or re-lay if rows came or went."""
@@ -371,13 +394,9 @@ class ResourceScreen(Screen[None]):
             table = self.table
             self.rows = page.rows
             self.more_after = page.more_after
-            with self.app.batch_update():
-                for row in page.rows:
-                    if row.key in changed:
-                        for column, cell in zip(
-                            self.view.columns, self._cells(row, True), strict=True
-                        ):
-                            table.update_cell(row.key, column.id, cell)
+            for row in page.rows:
+                if row.key in changed:
+                    table.update_row(row.key, self._cells(row, True))
         else:
             self._replace(page.rows, self.more_before, page.more_after)
         if changed or added:
@@ -396,10 +415,7 @@ class ResourceScreen(Screen[None]):
         for key in done:
             del self._highlight[key]
             if key in rows:
-                for column, cell in zip(
-                    self.view.columns, self._cells(rows[key], False), strict=True
-                ):
-                    table.update_cell(key, column.id, cell)
+                table.update_row(key, self._cells(rows[key], False))
         if self._highlight:
             self._arm_highlight_timer()
 
@@ -420,8 +436,8 @@ class ResourceScreen(Screen[None]):
         index = self.table.cursor_row
         return self.rows[index] if 0 <= index < len(self.rows) else None
 
-    @on(DataTable.RowHighlighted)
-    def _near_an_edge(self, event: DataTable.RowHighlighted) -> None:
+    @on(RowTable.RowHighlighted)
+    def _near_an_edge(self, event: RowTable.RowHighlighted) -> None:
         if self._fetching_more or not self.rows:
             return
         index = self.table.cursor_row
@@ -542,19 +558,18 @@ class ResourceScreen(Screen[None]):
         table = self.table
         for column in self.view.columns:
             if column.id in (previous, column_id):
-                table.columns[column.id].label = self._header(column.id, column.label)  # type: ignore[index]
-        table.refresh()
+                table.set_label(column.id, self._header(column.id, column.label))
         self.load(mode="first")
 
-    @on(DataTable.HeaderSelected)
-    def _header_clicked(self, event: DataTable.HeaderSelected) -> None:
-        column_id = str(event.column_key.value)
+    @on(RowTable.HeaderSelected)
+    def _header_clicked(self, event: RowTable.HeaderSelected) -> None:
+        column_id = event.column_key
         if column_id in self.view.sortable:
             descending = not self.descending if column_id == self.sort else False
             self.set_sort(column_id, descending)
 
-    @on(DataTable.RowSelected)
-    def _drill(self, event: DataTable.RowSelected) -> None:
+    @on(RowTable.RowSelected)
+    def _drill(self, event: RowTable.RowSelected) -> None:
         """Enter: into the row's children (a zone's pods ...), or its details for a leaf."""
         row = self.cursor_row
         if row is None:
@@ -615,4 +630,4 @@ class ResourceScreen(Screen[None]):
     def cell_at(self, row: int, column: str) -> str:
         """The text shown in a cell (tests and the help use it)."""
         index = [c.id for c in self.view.columns].index(column)
-        return str(self.table.get_cell_at(Coordinate(row, index)))
+        return self.table.cells[row][index].plain
