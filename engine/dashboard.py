@@ -126,6 +126,7 @@ class JobLine:
     uuid: str
     job_type: str
     resource_type: str
+    resource_uuid: str | None
     resource_name: str
     state: str
     progress: int
@@ -313,6 +314,7 @@ def _job_line(job: Job) -> JobLine:
         uuid=job.uuid,
         job_type=job.job_type,
         resource_type=job.resource_type,
+        resource_uuid=job.resource_uuid,
         resource_name=job.resource_name,
         state=job.state,
         progress=job.progress,

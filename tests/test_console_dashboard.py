@@ -12,6 +12,7 @@ from screens_support import (
     CLUSTER,
     GIB,
     HOST_DOWN,
+    VM_WEB,
     ZONE,
     ScreenApp,
     build_world,
@@ -31,7 +32,12 @@ from engine.dashboard import dashboard
 from engine.demo import build_demo
 from engine.errors import DatabaseUnavailable
 from tui.screens.dashboard import DashboardScreen, ZonePanel
-from tui.screens.details import ClusterDetailScreen, HostDetailScreen, ZoneDetailScreen
+from tui.screens.details import (
+    ClusterDetailScreen,
+    HostDetailScreen,
+    VmDetailScreen,
+    ZoneDetailScreen,
+)
 from tui.screens.live import LiveStatus
 from tui.widgets.gauge import bar, figures, gauge_line, gauge_state, human_bytes
 from tui.widgets.sparkline import History, spark
@@ -196,6 +202,19 @@ def test_enter_on_a_problem_host_or_cluster_opens_its_details(cloud: Cloud) -> N
         await pilot.press("down", "enter")  # headings are skipped: cluster kvm-a
         await settle(app, pilot)
         assert isinstance(app.screen, ClusterDetailScreen) and app.screen.uuid == CLUSTER
+
+    run_dashboard(cloud, scenario)
+
+
+def test_enter_on_a_job_opens_the_vm_it_acts_on(cloud: Cloud) -> None:
+    build_world(cloud)
+
+    async def scenario(app: ScreenApp, pilot: Pilot[Any]) -> None:
+        app.screen.query_one("#jobs", OptionList).focus()
+        await pilot.press("down", "down", "enter")  # the running job, then the failed one
+        await settle(app, pilot)
+        assert isinstance(app.screen, VmDetailScreen) and app.screen.uuid == VM_WEB
+        assert "deployed web-1 on a1" in screen_text(app)
 
     run_dashboard(cloud, scenario)
 

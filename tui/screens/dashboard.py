@@ -149,19 +149,36 @@ def _job(job: JobLine, when: str) -> Text:
     return line
 
 
-def jobs_text(data: Dashboard) -> Group:
-    lines = [Text(f"Running: {data.running_jobs_total}", style="bold")]
-    lines += [_job(j, f"since {hhmmss(j.created)}") for j in data.running_jobs]
+# Job resource types whose detail screen a job line opens.
+JOB_TARGETS = {"VirtualMachine": "vm", "Host": "host", "Cluster": "cluster", "Zone": "zone"}
+
+
+def _job_option(job: JobLine, when: str) -> Option:
+    kind = JOB_TARGETS.get(job.resource_type)
+    key = f"{kind}:{job.resource_uuid}" if kind and job.resource_uuid else None
+    # The key is unique per job even when two jobs act on the same object.
+    return Option(_unwrapped(_job(job, when)), id=f"{key}#{job.uuid}" if key else None,
+                  disabled=key is None)  # fmt: skip
+
+
+def job_options(data: Dashboard) -> list[Option]:
+    """Running and recent jobs; a job on a VM, host, cluster or zone opens that object."""
+
+    def note(text: str, style: str) -> Option:
+        return Option(_unwrapped(Text(text, style=style)), disabled=True)
+
+    options = [note(f"Running: {data.running_jobs_total}", "bold")]
+    options += [_job_option(j, f"since {hhmmss(j.created)}") for j in data.running_jobs]
     hidden = data.running_jobs_total - len(data.running_jobs)
     if hidden > 0:
-        lines.append(Text(f"  … and {hidden} more", style="dim"))
+        options.append(note(f"  … and {hidden} more", "dim"))
     if not data.running_jobs_total:
-        lines.append(Text("  no job running", style="dim"))
-    lines.append(Text("Recent", style="bold"))
-    lines += [_job(j, f"at {hhmmss(j.finished or j.created)}") for j in data.recent_jobs]
+        options.append(note("  no job running", "dim"))
+    options.append(note("Recent", "bold"))
+    options += [_job_option(j, f"at {hhmmss(j.finished or j.created)}") for j in data.recent_jobs]
     if not data.recent_jobs:
-        lines.append(Text("  no finished job yet", style="dim"))
-    return _group(lines)
+        options.append(note("  no finished job yet", "dim"))
+    return options
 
 
 def event_line(event: EventLine) -> Text:
@@ -184,6 +201,15 @@ def _group(lines: list[Text]) -> Group:
         line.no_wrap = True
         line.overflow = "ellipsis"
     return Group(*lines)
+
+
+def _replace_options(option_list: OptionList, options: list[Option]) -> None:
+    """New options, the cursor kept on the same line when it is still there."""
+    chosen = option_list.highlighted_option.id if option_list.highlighted_option else None
+    option_list.set_options(options)
+    if chosen is not None:
+        with suppress(OptionDoesNotExist):  # that host is Up again, that job is gone
+            option_list.highlighted = option_list.get_option_index(chosen)
 
 
 class ZonePanel(Static, can_focus=True):
@@ -246,11 +272,13 @@ class DashboardScreen(LiveScreen):
     DashboardScreen #jobs {
         margin-left: 1;
     }
-    DashboardScreen #attention {
+    DashboardScreen #attention, DashboardScreen #jobs {
         max-height: 14;
         background: $surface;
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
     }
-    DashboardScreen #attention > .option-list--option-disabled {
+    DashboardScreen OptionList > .option-list--option-disabled {
         color: $text;
     }
     DashboardScreen .dash-panel {
@@ -281,7 +309,7 @@ class DashboardScreen(LiveScreen):
                 problems = OptionList(id="attention", classes="dash-panel")
                 problems.border_title = "Needs attention"
                 yield problems
-                jobs = Static("", id="jobs", classes="dash-panel")
+                jobs = OptionList(id="jobs", classes="dash-panel")
                 jobs.border_title = "Jobs"
                 yield jobs
             events = Static("", id="events-panel", classes="dash-panel")
@@ -313,24 +341,24 @@ class DashboardScreen(LiveScreen):
         else:
             for zone in data.zones:
                 self._panels[zone.uuid].show(zone)
-        attention = self.query_one("#attention", OptionList)
-        chosen = attention.highlighted_option.id if attention.highlighted_option else None
-        attention.set_options(attention_options(data))
-        if chosen is not None:
-            with suppress(OptionDoesNotExist):  # that host is Up again
-                attention.highlighted = attention.get_option_index(chosen)
-        self.query_one("#jobs", Static).update(jobs_text(data))
+        _replace_options(self.query_one("#attention", OptionList), attention_options(data))
+        _replace_options(self.query_one("#jobs", OptionList), job_options(data))
         self.query_one("#events-panel", Static).update(events_text(data))
 
-    @on(OptionList.OptionSelected, "#attention")
-    def _attention_chosen(self, event: OptionList.OptionSelected) -> None:
-        kind, _, uuid = (event.option.id or "").partition(":")
+    @on(OptionList.OptionSelected, "#attention, #jobs")
+    def _option_chosen(self, event: OptionList.OptionSelected) -> None:
+        kind, _, rest = (event.option.id or "").partition(":")
+        uuid = rest.partition("#")[0]
         from tui.screens import details
 
-        screen = {"host": details.HostDetailScreen, "cluster": details.ClusterDetailScreen}.get(
-            kind
-        )
-        if screen is not None:
+        screens = {
+            "host": details.HostDetailScreen,
+            "cluster": details.ClusterDetailScreen,
+            "vm": details.VmDetailScreen,
+            "zone": details.ZoneDetailScreen,
+        }
+        screen = screens.get(kind)
+        if screen is not None and uuid:
             self.app.push_screen(
                 screen(self.caller, uuid, refresh_seconds=self.refresh_seconds, clock=self.clock)
             )
