@@ -8,10 +8,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from helpers import set_columns
 from screens_support import (
     CLUSTER,
     GIB,
     HOST_DOWN,
+    HOST_UP,
     VM_WEB,
     ZONE,
     ScreenApp,
@@ -31,6 +33,7 @@ from engine.bootstrap import Cloud
 from engine.dashboard import dashboard
 from engine.demo import build_demo
 from engine.errors import DatabaseUnavailable
+from engine.models import Host
 from tui.screens.dashboard import DashboardScreen, ZonePanel
 from tui.screens.details import (
     ClusterDetailScreen,
@@ -102,6 +105,17 @@ def test_dashboard_service_figures_problems_jobs_and_events(cloud: Cloud) -> Non
         "SERVICE.OFFERING.CREATE",
     ]
     assert data.events[0].resource_name == "db-1"  # newest first
+
+
+def test_a_host_stuck_entering_maintenance_needs_attention_while_up(cloud: Cloud) -> None:
+    build_world(cloud)
+    set_columns(cloud, Host, HOST_UP, resource_state="ErrorInMaintenance")
+    data = dashboard(cloud.admin)
+    assert [(h.name, h.status, h.resource_state) for h in data.hosts_not_up] == [
+        ("a1", "Up", "ErrorInMaintenance"),
+        ("a2", "Disconnected", "Enabled"),
+    ]
+    assert data.hosts_not_up_total == 2
 
 
 def test_dashboard_service_on_an_empty_cloud(cloud: Cloud) -> None:
