@@ -291,3 +291,25 @@ def test_detail_and_dashboard_services_on_each_backend(any_cloud: Cloud) -> None
     assert [(v.name, v.pool) for v in vm.volumes] == [("ROOT-102", "ps-1")]
     assert [e.description for e in vm.events] == ["deployed db-1 on a1"]
     assert vm.nics is None
+
+
+def test_enter_walks_from_a_cluster_to_its_host_and_that_host_s_vm(cloud: Cloud) -> None:
+    build_world(cloud)
+
+    async def scenario(app: ScreenApp, pilot: Pilot[Any]) -> None:
+        app.screen.query_one("#hosts").focus()
+        await pilot.press("down", "enter")  # the count line is skipped: host a1
+        await settle(app, pilot)
+        assert isinstance(app.screen, HostDetailScreen) and app.screen.uuid == HOST_UP
+        app.screen.query_one("#vms").focus()
+        await pilot.press("down", "enter")
+        await settle(app, pilot)
+        assert isinstance(app.screen, VmDetailScreen) and app.screen.uuid == VM_WEB
+        assert "Cluster > host a1 in kvm-a > VM web-1" in screen_text(app).replace(
+            "Stratus > cluster kvm-a in eu-west / rack-1", "Cluster"
+        )
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.screen, HostDetailScreen)
+
+    run_screen(frozen(ClusterDetailScreen, cloud, CLUSTER), scenario)

@@ -203,7 +203,7 @@ def _group(lines: list[Text]) -> Group:
     return Group(*lines)
 
 
-def _replace_options(option_list: OptionList, options: list[Option]) -> None:
+def replace_options(option_list: OptionList, options: list[Option]) -> None:
     """New options, the cursor kept on the same line when it is still there."""
     chosen = option_list.highlighted_option.id if option_list.highlighted_option else None
     option_list.set_options(options)
@@ -341,8 +341,8 @@ class DashboardScreen(LiveScreen):
         else:
             for zone in data.zones:
                 self._panels[zone.uuid].show(zone)
-        _replace_options(self.query_one("#attention", OptionList), attention_options(data))
-        _replace_options(self.query_one("#jobs", OptionList), job_options(data))
+        replace_options(self.query_one("#attention", OptionList), attention_options(data))
+        replace_options(self.query_one("#jobs", OptionList), job_options(data))
         self.query_one("#events-panel", Static).update(events_text(data))
 
     @on(OptionList.OptionSelected, "#attention, #jobs")

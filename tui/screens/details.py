@@ -15,25 +15,29 @@ from typing import Any
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Footer, Header, OptionList, Static
+from textual.widgets.option_list import Option
 
 from engine import details
 from engine.capacity import CapacityRollup
 from engine.context import Caller
 from engine.details import (
+    ChildLine,
     ChildList,
     ClusterDetail,
     HostDetail,
     PodDetail,
     VmDetail,
+    VmLine,
     VmList,
     ZoneDetail,
 )
-from tui.screens.dashboard import event_line
+from tui.screens.dashboard import event_line, replace_options
 from tui.screens.live import Clock, LiveScreen, LiveStatus, hhmmss, is_read_only
 from tui.widgets.crumbs import Breadcrumbs
 from tui.widgets.gauge import gauge_line, human_bytes, human_mhz
@@ -112,35 +116,51 @@ def _shown_of(total: int, shown: int, noun: str) -> str:
     return f"first {shown} of {total} {noun}s"
 
 
+def child_line(child: ChildLine) -> Text:
+    line = Text("  ")
+    line.append(f"{child.name:<24}", style="bold")
+    line.append(" ")
+    line.append_text(state_text(child.state))
+    line.append(f"  {child.summary}")
+    line.no_wrap, line.overflow = True, "ellipsis"
+    return line
+
+
+def vm_line(vm: VmLine) -> Text:
+    line = Text("  ")
+    line.append(f"{vm.name:<24}", style="bold")
+    line.append(" ")
+    line.append_text(state_text(vm.state))
+    line.append(" / ")
+    line.append_text(state_text(vm.power_state))
+    line.append(
+        f"  {vm.cpu_count} x {vm.cpu_mhz} MHz · {human_bytes(vm.memory_bytes)}"
+        f" · host {vm.host or '-'}"
+    )
+    line.no_wrap, line.overflow = True, "ellipsis"
+    return line
+
+
 def children_group(children: ChildList, noun: str) -> Group:
     lines = [Text(_shown_of(children.total, len(children.shown), noun), style="dim")]
-    for child in children.shown:
-        line = Text("  ")
-        line.append(f"{child.name:<24}", style="bold")
-        line.append(" ")
-        line.append_text(state_text(child.state))
-        line.append(f"  {child.summary}")
-        line.no_wrap, line.overflow = True, "ellipsis"
-        lines.append(line)
-    return Group(*lines)
+    return Group(*lines, *(child_line(c) for c in children.shown))
 
 
-def vms_group(vms: VmList) -> Group:
-    lines = [Text(_shown_of(vms.total, len(vms.shown), "VM"), style="dim")]
-    for vm in vms.shown:
-        line = Text("  ")
-        line.append(f"{vm.name:<24}", style="bold")
-        line.append(" ")
-        line.append_text(state_text(vm.state))
-        line.append(" / ")
-        line.append_text(state_text(vm.power_state))
-        line.append(
-            f"  {vm.cpu_count} x {vm.cpu_mhz} MHz · {human_bytes(vm.memory_bytes)}"
-            f" · host {vm.host or '-'}"
-        )
-        line.no_wrap, line.overflow = True, "ellipsis"
-        lines.append(line)
-    return Group(*lines)
+def _count_option(total: int, shown: int, noun: str) -> Option:
+    return Option(Text(_shown_of(total, shown, noun), style="dim"), disabled=True)
+
+
+def child_options(children: ChildList, noun: str, kind: str) -> list[Option]:
+    """The count, then one line per child; Enter on a child opens its details."""
+    options = [_count_option(children.total, len(children.shown), noun)]
+    options += [Option(child_line(c), id=f"{kind}:{c.uuid}") for c in children.shown]
+    return options
+
+
+def vm_options(vms: VmList) -> list[Option]:
+    options = [_count_option(vms.total, len(vms.shown), "VM")]
+    options += [Option(vm_line(vm), id=f"vm:{vm.uuid}") for vm in vms.shown]
+    return options
 
 
 class Section(Static):
@@ -159,6 +179,38 @@ class Section(Static):
     def __init__(self, title: str, *, id: str) -> None:
         super().__init__("", id=id)
         self.border_title = title
+
+
+class ListSection(OptionList):
+    """A titled list of a detail screen whose lines open other detail screens."""
+
+    DEFAULT_CSS = """
+    ListSection {
+        height: auto;
+        max-height: 20;
+        border: round $secondary;
+        border-title-style: bold;
+        padding: 0 1;
+        margin: 0 1;
+        background: $background;
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
+    }
+    ListSection:focus {
+        border: round $accent;
+    }
+    ListSection > .option-list--option-disabled {
+        color: $text-muted;
+    }
+    """
+
+    def __init__(self, title: str, *, id: str) -> None:
+        super().__init__(id=id)
+        self.border_title = title
+
+
+# Sections that list objects with detail screens of their own.
+LIST_SECTIONS = {"vms", "hosts", "pods", "clusters"}
 
 
 class DetailScreen(LiveScreen):
@@ -198,11 +250,32 @@ class DetailScreen(LiveScreen):
         yield LiveStatus(f"Loading the {self.KIND}…", markup=False)
         with VerticalScroll(id="details-body"):
             for section_id, title in self.SECTIONS:
-                yield Section(title, id=section_id)
+                if section_id in LIST_SECTIONS:
+                    yield ListSection(title, id=section_id)
+                else:
+                    yield Section(title, id=section_id)
         yield Footer()
 
     def set_section(self, section_id: str, content: RenderableType) -> None:
         self.query_one(f"#{section_id}", Section).update(content)
+
+    def set_list(self, section_id: str, options: list[Option]) -> None:
+        replace_options(self.query_one(f"#{section_id}", ListSection), options)
+
+    @on(OptionList.OptionSelected, "ListSection")
+    def _open_child(self, event: OptionList.OptionSelected) -> None:
+        kind, _, uuid = (event.option.id or "").partition(":")
+        screen = DETAIL_SCREENS.get(kind)
+        if screen is not None and uuid:
+            self.app.push_screen(
+                screen(
+                    self.caller,
+                    uuid,
+                    refresh_seconds=self.refresh_seconds,
+                    clock=self.clock,
+                    read_only=self._read_only,
+                )
+            )
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "edit":
@@ -285,7 +358,7 @@ class ZoneDetailScreen(DetailScreen):
             ),
         )
         self.set_section("capacity", capacity_group(data.capacity, secondary=True))
-        self.set_section("pods", children_group(data.pods, "pod"))
+        self.set_list("pods", child_options(data.pods, "pod", "pod"))
         self.set_section(
             "storage",
             Group(
@@ -295,7 +368,7 @@ class ZoneDetailScreen(DetailScreen):
                 children_group(data.image_stores, "image store"),
             ),
         )
-        self.set_section("vms", vms_group(data.vms))
+        self.set_list("vms", vm_options(data.vms))
 
 
 class PodDetailScreen(DetailScreen):
@@ -343,8 +416,8 @@ class PodDetailScreen(DetailScreen):
             ),
         )
         self.set_section("capacity", capacity_group(data.capacity))
-        self.set_section("clusters", children_group(data.clusters, "cluster"))
-        self.set_section("vms", vms_group(data.vms))
+        self.set_list("clusters", child_options(data.clusters, "cluster", "cluster"))
+        self.set_list("vms", vm_options(data.vms))
 
 
 class ClusterDetailScreen(DetailScreen):
@@ -387,9 +460,9 @@ class ClusterDetailScreen(DetailScreen):
             rows.append((tunable.label.capitalize(), f"{tunable.value:g} ({origin})"))
         self.set_section("facts", facts(*rows))
         self.set_section("capacity", capacity_group(data.capacity))
-        self.set_section("hosts", children_group(data.hosts, "host"))
+        self.set_list("hosts", child_options(data.hosts, "host", "host"))
         self.set_section("storage", children_group(data.pools, "pool"))
-        self.set_section("vms", vms_group(data.vms))
+        self.set_list("vms", vm_options(data.vms))
 
 
 class HostDetailScreen(DetailScreen):
@@ -498,7 +571,7 @@ class HostDetailScreen(DetailScreen):
             self.set_section("metrics", Group(*self.history.lines()))
         else:
             self.set_section("metrics", Text("no live metrics for this host", style="dim"))
-        self.set_section("vms", vms_group(detail.vms))
+        self.set_list("vms", vm_options(detail.vms))
 
 
 class VmDetailScreen(DetailScreen):
@@ -583,3 +656,12 @@ class VmDetailScreen(DetailScreen):
             self.set_section("events", Group(*(event_line(e) for e in data.events)))
         else:
             self.set_section("events", Text("no events for this VM", style="dim"))
+
+
+DETAIL_SCREENS: dict[str, type[DetailScreen]] = {
+    "zone": ZoneDetailScreen,
+    "pod": PodDetailScreen,
+    "cluster": ClusterDetailScreen,
+    "host": HostDetailScreen,
+    "vm": VmDetailScreen,
+}
