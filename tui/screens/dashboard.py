@@ -4,7 +4,8 @@ One panel per zone with gauges for CPU, memory, primary storage (used and alloca
 secondary storage and the zone's public and private addresses; then hosts that are not
 Up, clusters and pools past their disable thresholds, running and recent jobs, and the
 newest audit events. Everything comes from `engine.dashboard.dashboard` in a thread
-worker and refreshes live (see `LiveScreen`). Enter on a zone panel opens its details.
+worker and refreshes live (see `LiveScreen`). Enter opens the details of a zone panel,
+of a host or cluster in "Needs attention", or of the object a job acts on.
 """
 
 from __future__ import annotations

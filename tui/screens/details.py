@@ -4,7 +4,8 @@ Each shows the object's facts, its capacity as gauges, what it holds (pods, clus
 hosts, storage, the first VMs with their count) and, for hosts, live metrics as sparklines
 where the host reports them; a VM shows its state, placement, offering, NICs, volumes and
 recent events. Data comes from `engine.details` in a thread worker and refreshes live
-(`LiveScreen`). `e` opens the edit form (not in read-only mode), Esc goes back.
+(`LiveScreen`). Enter on a listed pod, cluster, host or VM opens its own detail screen;
+`e` opens the edit form (not in read-only mode), Esc goes back.
 """
 
 from __future__ import annotations
