@@ -282,7 +282,9 @@ def _views() -> dict[str, View]:
                 # No index on created: sorting 100,000 VMs by it would sort them all.
                 Column("created", "Created", (VirtualMachine.created,), _when),
             ),
-            search=(VirtualMachine.name, VirtualMachine.state, VirtualMachine.instance_name),
+            # The name alone: its index then answers LIKE without reading the rows, so a
+            # rare match in 100,000 VMs costs ~10 ms instead of ~120 ms.
+            search=(VirtualMachine.name,),
             default_sort="name",
             joins=((host_of, host_of.id == VirtualMachine.host_id),),
             scopes={

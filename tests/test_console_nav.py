@@ -378,7 +378,7 @@ def test_console_fits_80_by_24(cloud: Cloud) -> None:
     async def scenario(app: StratusApp, pilot: Pilot) -> None:
         await go(app, pilot, "hosts")
         table = app.screen.table
-        assert table.size.height >= 10 and table.size.width == 80
+        assert table.size.height >= 10 and table.outer_size.width == 80
         await pilot.press("down", "down")
         assert app.screen.cursor_row.cells[0] == "h2"
 

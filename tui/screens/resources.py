@@ -174,7 +174,7 @@ class ResourceScreen(Screen[None]):
         yield Static(f"Loading {self.view.title.lower()}…", id="table-status", markup=False)
         yield Input(
             self.filter_text,
-            placeholder="filter: text matches name/state…; !text hides matches; Esc clears",
+            placeholder="filter: text in the name (or state); !text hides matches; Esc clears",
             id="table-filter",
         )
         table = ResourceTable(id="table")
@@ -219,8 +219,6 @@ class ResourceScreen(Screen[None]):
         if mode in ("first", "last", "refresh"):
             self._fetching_more = False
             self._fetch(self._request, mode, self._arguments(mode))
-            if mode != "refresh" or self.count is None:
-                self._count_rows()
         else:
             self._fetching_more = True
             self._fetch_more(self._request, mode, self._arguments(mode))
@@ -308,6 +306,9 @@ class ResourceScreen(Screen[None]):
             self._replace(rows[:keep], page.more_before, self.more_after or keep < len(rows))
         self._show_status()
         if mode in ("first", "last", "refresh"):
+            # Counted after the rows are shown: the rows matter first, and the count
+            # (up to COUNT_CAP rows) would compete with them for the database.
+            self._count_rows()
             self._rearm()
 
     @on(Counted)
