@@ -21,7 +21,7 @@ import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from importlib import resources
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
@@ -52,7 +52,7 @@ class Config:
     demo_on_first_start: bool
     # Console key remapping: binding id -> keys ("app.quit" = "ctrl+q", "table.filter" =
     # "slash,f"); the `[keymap]` table of the config file, passed to App.set_keymap.
-    keymap: dict[str, str]
+    keymap: dict[str, str] = field(default_factory=dict)
 
 
 # --- value checks ----------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Resource tables: one screen per listing (`engine.listing`), paged and filtered in the engine.
 
-The table holds a window of at most `WINDOW` rows. Moving the cursor near either end of
+The table (`RowTable`, drawn line by line) holds a window of at most `WINDOW` rows. Moving the cursor near either end of
 the window fetches the next (or previous) page in a thread worker and slides the window,
 so a 100,000-row view costs what a few hundred rows cost. Sorting (`o` next column, `O`
 reverse, or a click on a header) and the filter (`/`; `!text` inverts; Esc clears) are
@@ -358,8 +358,8 @@ class ResourceScreen(Screen[None]):
             table.move_cursor(row=index)
 
     def _append(self, rows: list[Row], more_after: bool) -> None:
-        """Add a page below the window and drop what falls out above, without re-laying
-        the rows that stay (appending is what scrolling down does all the time)."""
+        """Add a page below the window and drop what falls out above; the cursor stays on
+        its row and at the same height on screen."""
         table = self.table
         now = monotonic()
         known = {row.key for row in self.rows}
