@@ -42,7 +42,7 @@ from tui.screens.details import (
     ZoneDetailScreen,
 )
 from tui.screens.live import LiveStatus
-from tui.widgets.gauge import bar, figures, gauge_line, gauge_state, human_bytes
+from tui.widgets.gauge import Gauge, bar, figures, gauge_line, gauge_state, human_bytes
 from tui.widgets.sparkline import History, spark
 
 
@@ -414,5 +414,21 @@ def test_dashboard_fits_an_80x24_terminal(cloud: Cloud) -> None:
             assert len(text) == 24 and max(len(line) for line in text) <= 80
             assert any("Prim used  [█████████░]  90%" in line for line in text)
             assert "r Refresh" in text[-1]
+
+    asyncio.run(main())
+
+
+def test_gauge_widget_redraws_with_new_figures() -> None:
+    async def main() -> None:
+        app = ScreenApp(lambda: ModalScreen())
+        async with app.run_test(size=(80, 5)) as pilot:
+            gauge = Gauge("Memory", 1 * GIB, 4 * GIB, unit=human_bytes, limit=0.8)
+            await app.screen.mount(gauge)
+            await pilot.pause()
+            assert gauge.state == "ok" and "25%" in str(gauge.render())
+            gauge.update_figures(7 * GIB, 8 * GIB)
+            await pilot.pause()
+            assert gauge.state == "over"
+            assert "88%  over  7.0 / 8.0 GiB" in str(gauge.render())
 
     asyncio.run(main())
