@@ -205,8 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--vms",
         type=int,
         metavar="M",
-        help="how many Running VMs (database rows) to spread over the hosts "
-        "(default: 3 per host)",
+        help="how many Running VMs (database rows) to spread over the hosts (default: 3 per host)",
     )
     demo.add_argument(
         "--replace", action="store_true", help="delete the existing demo and build it again"

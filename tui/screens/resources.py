@@ -1,7 +1,8 @@
 """Resource tables: one screen per listing (`engine.listing`), paged and filtered in the engine.
 
-The table (`RowTable`, drawn line by line) holds a window of at most `WINDOW` rows. Moving the cursor near either end of
-the window fetches the next (or previous) page in a thread worker and slides the window,
+The table (`RowTable`, drawn line by line) holds a window of at most `WINDOW` rows.
+Moving the cursor near either end of the window fetches the next (or previous) page in a
+thread worker and slides the window,
 so a 100,000-row view costs what a few hundred rows cost. Sorting (`o` next column, `O`
 reverse, or a click on a header) and the filter (`/`; `!text` inverts; Esc clears) are
 queries too.
