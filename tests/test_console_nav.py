@@ -357,11 +357,13 @@ def test_a_failing_listing_is_a_notification_with_the_engine_message(
 def test_every_binding_has_an_id_and_avoids_tmux_keys() -> None:
     from tui.widgets.command_line import CommandLine as Line
     from tui.widgets.help_panel import HelpPanel as Panel
+    from tui.widgets.row_table import RowTable
 
     owners = [
         StratusApp,
         ResourceScreen,
         resources_screen.ResourceTable,
+        RowTable,
         TopologyScreen,
         Line,
         Panel,
