@@ -10,7 +10,8 @@ then drives every app headless with Textual's `run_test` and times, on the event
   still loading; the minimal baseline: an app showing one Label), and for Stratus also
   the time until the dashboard shows its data;
 - key-press overhead: one key to a no-op binding in the minimal app, with the pilot's
-  wait for the screen to settle (what every timed key below also pays);
+  wait for the screen to settle (what every timed key below also pays), and one key
+  typed into a minimal app's Input (what a filter keystroke pays before any query);
 - VM table open: `open_view("vms")` until the first page is on screen (the row count
   follows in the background and is not included);
 - page-down in the VM table: the key until the screen shows the next page (pages are
@@ -42,7 +43,7 @@ from typing import Any
 
 from textual.app import App, ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Label
+from textual.widgets import DataTable, Input, Label
 from textual.worker import WorkerState
 
 SIZE = (120, 40)
@@ -115,6 +116,26 @@ class MinimalApp(App[None]):
 
     def action_nothing(self) -> None:
         pass
+
+
+class MinimalInputApp(App[None]):
+    """The filter's own baseline: a minimal app with one Input that echoes keys."""
+
+    def compose(self) -> ComposeResult:
+        yield Input(placeholder="type here")
+
+
+async def minimal_input(keys: int) -> dict[str, Any]:
+    app = MinimalInputApp()
+    async with app.run_test(size=SIZE) as pilot:
+        await painted(app)
+        samples = []
+        for n in range(keys):
+            t = time.perf_counter()
+            await pilot.press("abcdefghij"[n % 10])
+            await painted(app)
+            samples.append(time.perf_counter() - t)
+    return {"key_press": summary(samples)}
 
 
 async def minimal_app(keys: int) -> dict[str, Any]:
@@ -295,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     url = prepare(directory, args.hosts, args.vms)
 
     minimal = asyncio.run(minimal_app(args.keys))
+    typing = asyncio.run(minimal_input(args.keys))
     console = asyncio.run(stratus(url, args.keys))
     stock = stock_in_child(url, args.datatable_limit, args.keys)
 
@@ -302,9 +324,12 @@ def main(argv: list[str] | None = None) -> int:
     ratio_paint = console["first_paint_ms"] / minimal["first_paint_ms"]
     beyond_down = console["page_down"]["p50_ms"] - overhead
     beyond_filter = console["filter_keystroke"]["p50_ms"] - overhead
+    typing_overhead = typing["key_press"]["p50_ms"]
+    beyond_typing = console["filter_keystroke"]["p50_ms"] - typing_overhead
     print(f"database: {args.hosts:,} hosts, {args.vms:,} VMs ({directory})")
     print(f"minimal app      first paint {minimal['first_paint_ms']:8.1f} ms")
     print(f"minimal app      key press   {overhead:8.1f} ms p50 (the overhead of a key)")
+    print(f"minimal Input    keystroke   {typing_overhead:8.1f} ms p50 (a key echoed by an Input)")
     print(
         f"stratus          first paint {console['first_paint_ms']:8.1f} ms "
         f"({console['first_screen']}) = {ratio_paint:.2f}x minimal (target <= 2x)"
@@ -325,7 +350,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"stratus          filter key  {console['filter_keystroke']['p50_ms']:8.1f} ms p50, "
         f"{console['filter_keystroke']['p95_ms']:.1f} p95; {beyond_filter:+.1f} ms beyond a "
-        f"key (target < 50); '{FILTER_TEXT}' matches {console['filter_matches']}"
+        f"key (target < 50), {beyond_typing:+.1f} ms beyond an Input keystroke; "
+        f"'{FILTER_TEXT}' matches {console['filter_matches']}"
     )
     if stock["first_paint_ms"] is None:
         print(
@@ -358,6 +384,8 @@ def main(argv: list[str] | None = None) -> int:
         "filter_keystroke_p50_ms": console["filter_keystroke"]["p50_ms"],
         "filter_keystroke_p95_ms": console["filter_keystroke"]["p95_ms"],
         "filter_beyond_key_press_ms": round(beyond_filter, 1),
+        "minimal_input_keystroke_p50_ms": typing_overhead,
+        "filter_beyond_input_keystroke_ms": round(beyond_typing, 1),
         "stock_datatable_rows": stock["rows"],
         "stock_datatable_first_paint_ms": stock["first_paint_ms"],
         "stock_datatable_gave_up_after_s": stock.get("first_paint_exceeded_s"),

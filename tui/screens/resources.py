@@ -503,7 +503,7 @@ class ResourceScreen(Screen[None]):
     def _show_status(self) -> None:
         status = self.query_one("#table-status", Static)
         status.set_class(bool(self.error), "-error")
-        status.update(self.status_text())
+        status.update(self.status_text(), layout=False)  # one fixed line: no re-layout
 
     # --- keys ------------------------------------------------------------------------------
 
