@@ -98,6 +98,13 @@ def test_d_opens_details_and_v_the_table_of_a_node(cloud: Cloud) -> None:
         assert [r.cells[0] for r in screen.rows] == ["api-000001", "cache-000003"]
         assert app.breadcrumbs()[-2:] == ["Topology", "VMs of host h0"]
 
+        await pilot.press("escape")
+        await pilot.pause()
+        await open_down_to(app, pilot, ["h0"])
+        await pilot.press("down", "enter")  # the first VM of h0: a leaf opens its details
+        await settle(app, pilot)
+        assert type(app.screen).__name__ == "VmDetailScreen"
+
     run_console(cloud, scenario)
 
 

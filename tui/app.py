@@ -183,7 +183,7 @@ class StratusApp(App[None]):
             assert screen is not None
             return screen
 
-        if detail_screen is None or not _has_details(view):
+        if not _has_details(view):
             self.notify(escape(f"{label or view}: no detail screen"), severity="warning")
             return
         self.show_screen(make)

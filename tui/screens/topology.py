@@ -283,6 +283,17 @@ class TopologyScreen(Screen[None]):
                 # Lines are laid out on the next refresh; the cursor can move then.
                 self.call_after_refresh(tree.move_cursor, child)
 
+    @on(Tree.NodeSelected)
+    def _selected_leaf(self, event: Tree.NodeSelected[NodeData]) -> None:
+        """Enter on a leaf (a VM, a pool, a store) opens what it can: details or table."""
+        data = event.node.data
+        if data is None or data.item is None or data.item.expandable:
+            return  # Enter on a branch expands it (the tree does that)
+        if data.item.kind in DETAILS_OF:
+            self.action_details()
+        elif data.item.kind == "more":
+            self.action_table()
+
     @on(Tree.NodeExpanded)
     def _expanded(self, event: Tree.NodeExpanded[NodeData]) -> None:
         data = event.node.data
