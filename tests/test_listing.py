@@ -203,3 +203,31 @@ def test_demo_build_includes_vms_and_teardown_gives_capacity_back(cloud: Cloud) 
     with cloud.db.read() as session:
         assert session.exec(select(func.count()).select_from(VirtualMachine)).one() == 18
         assert session.exec(select(func.count()).select_from(Volume)).one() == 18
+
+
+def test_pages_filters_and_counts_agree_on_both_backends(any_cloud: Cloud) -> None:
+    build(any_cloud.admin, hosts=3, vms=24)
+    expected = all_vm_names(any_cloud)
+    seen: list[str] = []
+    page = listing.list_page(any_cloud.admin, "vms", limit=7)
+    while True:
+        seen += names(page)
+        if not page.more_after:
+            break
+        page = listing.list_page(any_cloud.admin, "vms", after=page.rows[-1].cursor, limit=7)
+    assert seen == expected
+    web = [n for n in expected if "web" in n]
+    assert names(listing.list_page(any_cloud.admin, "vms", filter_text="WeB")) == web
+    assert listing.count_rows(any_cloud.admin, "vms", filter_text="!web").rows == 24 - len(web)
+    events = listing.list_page(any_cloud.admin, "events", limit=5)
+    older = listing.list_page(any_cloud.admin, "events", after=events.rows[-1].cursor, limit=5)
+    assert not {r.key for r in events.rows} & {r.key for r in older.rows}
+    hosts = listing.tree_children(any_cloud.admin, "cluster", _cluster_uuid(any_cloud))
+    assert [h.name for h in hosts] == ["h0", "h1", "h2", "Primary storage"]
+
+
+def _cluster_uuid(cloud: Cloud) -> str:
+    from engine.models import Cluster
+
+    with cloud.db.read() as session:
+        return session.exec(select(Cluster.uuid)).one()
