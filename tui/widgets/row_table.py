@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rich.cells import cell_len, set_cell_size
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
@@ -107,6 +108,7 @@ class RowTable(ScrollView, can_focus=True):
         self.cells: list[list[Text]] = []
         self._index: dict[str, int] = {}
         self._lines: dict[int, list[Segment]] = {}  # row index -> its rendered segments
+        self._styles: dict[tuple[Style, str], Style] = {}
 
     # --- content -------------------------------------------------------------------------
 
@@ -215,13 +217,33 @@ class RowTable(ScrollView, can_focus=True):
     def _segments(self, cells: list[Text], base: Style) -> list[Segment]:
         segments: list[Segment] = []
         for column, cell in zip(self.columns.values(), cells, strict=False):
-            text = cell.copy()
-            text.truncate(column.width, overflow="ellipsis", pad=True)
-            text.append(" " * GAP)
-            for segment in text.render(self.app.console):
-                style = base + segment.style if segment.style else base
-                segments.append(Segment(segment.text, style))
+            if cell.spans:  # several styles in one cell: let Rich lay it out
+                text = cell.copy()
+                text.truncate(column.width, overflow="ellipsis", pad=True)
+                text.append(" " * GAP)
+                for segment in text.render(self.app.console):
+                    style = base + segment.style if segment.style else base
+                    segments.append(Segment(segment.text, style))
+                continue
+            # One style for the whole cell (nearly always): one segment, no Rich layout.
+            plain = cell.plain
+            size = cell_len(plain)
+            if size > column.width:
+                plain = set_cell_size(plain, column.width - 1) + "…"
+            elif size < column.width:
+                plain += " " * (column.width - size)
+            segments.append(Segment(plain + " " * GAP, self._combined(base, cell.style)))
         return segments
+
+    def _combined(self, base: Style, style: str | Style) -> Style:
+        if not style:
+            return base
+        key = (base, str(style))
+        found = self._styles.get(key)
+        if found is None:
+            found = base + (Style.parse(style) if isinstance(style, str) else style)
+            self._styles[key] = found
+        return found
 
     def render_line(self, y: int) -> Strip:
         width = self.scrollable_content_region.width
