@@ -95,7 +95,13 @@ def cmd_demo(args: argparse.Namespace, config: Config) -> int:
             print(f"  {line}", flush=True)
             log.info("demo: %s", line)
 
-        summary = build_demo(cloud.admin, hosts=args.hosts, replace=args.replace, progress=progress)
+        summary = build_demo(
+            cloud.admin,
+            hosts=args.hosts,
+            vms=args.vms,
+            replace=args.replace,
+            progress=progress,
+        )
         print(f"demo datacenter ready in {summary.seconds:.1f} s: {summary.describe()}")
         return 0
     finally:
@@ -225,6 +231,12 @@ def build_parser() -> argparse.ArgumentParser:
         "storage and offerings.",
     )
     demo.add_argument("--hosts", type=int, metavar="N", help="how many hosts in all")
+    demo.add_argument(
+        "--vms",
+        type=int,
+        metavar="M",
+        help="how many Running VMs (database rows) to spread over the hosts (default: 3 per host)",
+    )
     demo.add_argument(
         "--replace", action="store_true", help="delete the existing demo and build it again"
     )

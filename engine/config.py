@@ -18,9 +18,10 @@ import difflib
 import logging
 import math
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from importlib import resources
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
@@ -49,6 +50,9 @@ class Config:
     read_only: bool
     refresh_seconds: float
     demo_on_first_start: bool
+    # Console key remapping: binding id -> keys ("app.quit" = "ctrl+q", "table.filter" =
+    # "slash,f"); the `[keymap]` table of the config file, passed to App.set_keymap.
+    keymap: dict[str, str] = field(default_factory=dict)
 
 
 # --- value checks ----------------------------------------------------------------------
@@ -97,6 +101,28 @@ def _log_level(value: Any) -> str:
     return level
 
 
+def _keymap(value: Any) -> dict[str, str]:
+    """A `[keymap]` table, or (variable, flag) `id=keys;id=keys` text."""
+    if isinstance(value, str):
+        pairs: dict[str, Any] = {}
+        for item in filter(None, (part.strip() for part in value.split(";"))):
+            binding_id, equals, keys = item.partition("=")
+            if not equals:
+                raise ValueError(f"entry '{item}' must be <binding id>=<keys>")
+            pairs[binding_id.strip()] = keys.strip()
+        value = pairs
+    if not isinstance(value, dict):
+        raise ValueError(f'must be a table of binding id = "keys", not {_kind(value)}')
+    keymap = {}
+    for binding_id, keys in value.items():
+        if not re.fullmatch(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+", binding_id):
+            raise ValueError(f"'{binding_id}' is not a binding id (like app.quit or table.filter)")
+        if not isinstance(keys, str) or not keys.strip():
+            raise ValueError(f'{binding_id} must name one or more keys, like "ctrl+q" or "f,slash"')
+        keymap[binding_id] = ",".join(k.strip() for k in keys.split(",") if k.strip())
+    return keymap
+
+
 def _kind(value: Any) -> str:
     return {bool: "a boolean", int: "a number", float: "a number", str: "a string"}.get(
         type(value), f"a {type(value).__name__}"
@@ -109,6 +135,7 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "read_only": _boolean,
     "refresh_seconds": _seconds,
     "demo_on_first_start": _boolean,
+    "keymap": _keymap,
 }
 assert set(_CHECKS) == {f.name for f in fields(Config)}, "every Config field needs a check"
 

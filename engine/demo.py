@@ -20,6 +20,7 @@ import tomllib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from time import perf_counter
@@ -27,14 +28,33 @@ from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 from xml.sax.saxutils import escape
 
-from sqlalchemy import delete, not_
+from sqlalchemy import bindparam, delete, insert, not_, update
 from sqlmodel import col, func, select
 
 from engine import offerings, paths, topology
 from engine.context import Caller
 from engine.errors import AlreadyExists, InUse, InvalidParameter
 from engine.events import record_event
-from engine.models import Host, HostStatus, HostTag, ImageStore, StoragePool, Zone
+from engine.models import (
+    Account,
+    Host,
+    HostStatus,
+    HostTag,
+    ImageFormat,
+    ImageStore,
+    PowerState,
+    ServiceOffering,
+    StoragePool,
+    Template,
+    TemplateState,
+    VirtualMachine,
+    VmState,
+    Volume,
+    VolumeState,
+    VolumeType,
+    Zone,
+    new_uuid,
+)
 
 DEMO_FILE = "demo.toml"
 # Beyond this a build takes minutes and writes more node files than a demo needs.
@@ -465,6 +485,8 @@ class DemoSummary:
     hosts_without_address: int = 0
     # Demo zones that were torn down first (replace=True).
     replaced_zones: tuple[str, ...] = ()
+    # Running demo VMs (database rows) spread over the hosts.
+    vms: int = 0
 
     def describe(self) -> str:
         """'2 zones, 5 pods, …' for a summary line."""
@@ -473,6 +495,7 @@ class DemoSummary:
             (self.pods, "pod"),
             (self.clusters, "cluster"),
             (self.hosts, "host"),
+            (self.vms, "VM"),
             (self.storage_pools, "storage pool"),
             (self.image_stores, "image store"),
             (self.service_offerings, "service offering"),
@@ -498,6 +521,7 @@ def build_demo(
     *,
     hosts: int | None = None,
     replace: bool = False,
+    vms: int | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> DemoSummary:
     """Create the demo datacenter; with `hosts`, scaled to exactly that many hosts.
@@ -538,6 +562,8 @@ def build_demo(
                 f"({perf_counter() - zone_started:.1f} s)"
             )
         service, disk = _build_offerings(caller, plan, say)
+        wanted_vms = DEMO_VMS_PER_HOST * totals["hosts"] if vms is None else vms
+        made_vms = add_demo_vms(caller, wanted_vms, progress=say)
     except Exception:
         # Undo what this build created; the original error is the one to report.
         with suppress(Exception):
@@ -558,6 +584,7 @@ def build_demo(
         seconds=perf_counter() - started,
         hosts_without_address=totals["no_address"],
         replaced_zones=tuple(present),
+        vms=made_vms,
     )
     say(
         f"demo built: {summary.zones} zones, {summary.pods} pods, {summary.clusters} clusters, "
@@ -781,6 +808,7 @@ def teardown_demo(caller: Caller, zone_names: Sequence[str]) -> int:
                 f"zone '{names[foreign[0]]}' has host '{foreign[1]}' ({foreign[2]}), which is "
                 "not a simulated demo host: not tearing the demo down; remove that host first"
             )
+        _remove_demo_vms(session, ids)  # the demo's own VMs go with it
         claimed = (
             Host.cpu_used_mhz
             + Host.cpu_reserved_mhz
@@ -860,3 +888,287 @@ def _remove_node_files(uris: list[str]) -> None:
     for directory in dirs:
         with suppress(OSError):
             directory.rmdir()  # only when empty
+
+
+# --- demo VMs --------------------------------------------------------------------------
+# Rows only: the VMs exist in the database (Running on their hosts, with ROOT volumes and
+# the host capacity they claim), not on any hypervisor. They give the console and the
+# placement code realistic numbers to show and to work around; `teardown_demo` removes
+# them with their zones.
+
+DEMO_VMS_PER_HOST = 3
+DEMO_VM_PREFIX = "demo-"  # instance names of demo VMs start with it
+DEMO_TEMPLATES = (
+    ("demo-ubuntu-22.04", "Ubuntu 22.04 (64-bit)", 20 * GIB),
+    ("demo-rocky-9", "Rocky Linux 9 (64-bit)", 30 * GIB),
+)
+# Offerings the demo VMs use in turn (names from data/demo.toml); missing ones are skipped.
+DEMO_VM_OFFERINGS = ("Tiny", "Small", "Medium", "Small")
+DEMO_VM_ROLES = ("web", "api", "db", "cache", "batch", "ci")
+_VM_CHUNK = 20_000
+
+
+def add_demo_vms(
+    caller: Caller, count: int, *, progress: Callable[[str], None] | None = None
+) -> int:
+    """Insert `count` Running VMs spread over the Up hosts, in bulk; returns how many.
+
+    Each VM takes its offering's CPU and memory on its host (cpu_used_mhz,
+    memory_used_bytes, capacity_version bumped), never beyond the host's physical
+    capacity, and gets a ROOT volume on its cluster's primary storage (or the zone's).
+    One audit event records the batch. Hosts that are full are skipped; when every host
+    is full fewer VMs are inserted than asked.
+    """
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise InvalidParameter(f"demo VMs: count must be a whole number >= 0, not {count!r}")
+    if count > 10 * MAX_HOSTS:
+        raise InvalidParameter(f"demo VMs: at most {10 * MAX_HOSTS} VMs, not {count}")
+    say = progress or (lambda _line: None)
+    started = perf_counter()
+    with caller.db.write() as session:
+        offers = _demo_offerings(session)
+        if count and not offers:
+            raise InvalidParameter(
+                "demo VMs: none of the service offerings "
+                f"{', '.join(DEMO_VM_OFFERINGS)} exists; build the demo first"
+            )
+        templates = _demo_templates(session, caller)
+        hosts = session.execute(
+            select(
+                Host.id,
+                Host.zone_id,
+                Host.pod_id,
+                Host.cluster_id,
+                Host.cpu_mhz * Host.cpu_cores - Host.cpu_used_mhz - Host.cpu_reserved_mhz,
+                Host.memory_bytes - Host.memory_used_bytes - Host.memory_reserved_bytes,
+            )
+            .where(Host.status == HostStatus.UP, Host.resource_state == "Enabled")
+            .order_by(Host.id)
+        ).all()
+        pools = _demo_pools(session)
+        next_id = int(session.execute(select(func.max(VirtualMachine.id))).scalar() or 0) + 1
+        volume_id = int(session.execute(select(func.max(Volume.id))).scalar() or 0) + 1
+        free = {h[0]: [int(h[4]), int(h[5])] for h in hosts}
+        claimed: dict[int, list[int]] = {}
+        allocated: dict[int, int] = {}
+        vms: list[dict[str, Any]] = []
+        volumes: list[dict[str, Any]] = []
+        now = datetime.now(UTC)
+        account_id = caller.account_id or _admin_account(session)
+        domain_id = caller.domain_id or 1
+        full_hosts = 0
+        turn = 0
+        while len(vms) < count and hosts and full_hosts < len(hosts):
+            host = hosts[turn % len(hosts)]
+            offer = offers[len(vms) % len(offers)]
+            turn += 1
+            cpu = offer.cpu_count * offer.cpu_mhz
+            room = free[host[0]]
+            if room[0] < cpu or room[1] < offer.memory_bytes:
+                full_hosts += 1
+                continue
+            full_hosts = 0
+            room[0] -= cpu
+            room[1] -= offer.memory_bytes
+            used = claimed.setdefault(host[0], [0, 0])
+            used[0] += cpu
+            used[1] += offer.memory_bytes
+            vm_id = next_id + len(vms)
+            number = len(vms) + 1
+            template_id, template_size = templates[number % len(templates)]
+            name = f"{DEMO_VM_ROLES[number % len(DEMO_VM_ROLES)]}-{number:06d}"
+            vms.append(
+                {
+                    "id": vm_id,
+                    "uuid": new_uuid(),
+                    "name": name,
+                    "display_name": name,
+                    "instance_name": f"{DEMO_VM_PREFIX}i-{account_id}-{vm_id}-VM",
+                    "account_id": account_id,
+                    "domain_id": domain_id,
+                    "zone_id": host[1],
+                    "pod_id": host[2],
+                    "cluster_id": host[3],
+                    "host_id": host[0],
+                    "last_host_id": host[0],
+                    "service_offering_id": offer.id,
+                    "template_id": template_id,
+                    "cpu_count": offer.cpu_count,
+                    "cpu_mhz": offer.cpu_mhz,
+                    "memory_bytes": offer.memory_bytes,
+                    "state": VmState.RUNNING,
+                    "power_state": PowerState.POWER_ON,
+                    "power_state_updated": now,
+                    "ha_enabled": offer.offer_ha,
+                    "update_count": 0,
+                    "created": now,
+                }
+            )
+            pool_id = pools.get(("cluster", host[3])) or pools.get(("zone", host[1]))
+            if pool_id is not None:
+                allocated[pool_id] = allocated.get(pool_id, 0) + template_size
+            volumes.append(
+                {
+                    "id": volume_id + len(volumes),
+                    "uuid": new_uuid(),
+                    "name": f"ROOT-{vm_id}",
+                    "account_id": account_id,
+                    "domain_id": domain_id,
+                    "zone_id": host[1],
+                    "pool_id": pool_id,
+                    "vm_id": vm_id,
+                    "device_id": 0,
+                    "volume_type": VolumeType.ROOT,
+                    "template_id": template_id,
+                    "size_bytes": template_size,
+                    "format": ImageFormat.QCOW2,
+                    "path": f"ROOT-{vm_id}.qcow2",
+                    "state": VolumeState.READY,
+                    "update_count": 0,
+                    "created": now,
+                }
+            )
+        connection = session.connection()
+        for start in range(0, len(vms), _VM_CHUNK):
+            # Core executemany: no ORM objects for a hundred thousand rows.
+            connection.execute(insert(_vm_table), vms[start : start + _VM_CHUNK])
+            connection.execute(insert(_volume_table), volumes[start : start + _VM_CHUNK])
+        if claimed:
+            connection.execute(
+                _claim(+1), [{"host": h, "cpu": c, "memory": m} for h, (c, m) in claimed.items()]
+            )
+        if allocated:
+            connection.execute(
+                _allocate(+1), [{"pool": p, "size": s} for p, s in allocated.items()]
+            )
+        if vms:
+            record_event(
+                session,
+                caller,
+                "VM.CREATE",
+                "VirtualMachine",
+                None,
+                f"demo: {len(vms)} Running VMs on {len(claimed)} hosts (database rows only)",
+            )
+    say(f"{len(vms)} demo VMs on {len(claimed)} hosts ({perf_counter() - started:.1f} s)")
+    return len(vms)
+
+
+_vm_table = VirtualMachine.__table__  # type: ignore[attr-defined]
+_volume_table = Volume.__table__  # type: ignore[attr-defined]
+_host_table = Host.__table__  # type: ignore[attr-defined]
+_pool_table = StoragePool.__table__  # type: ignore[attr-defined]
+
+
+def _claim(sign: int) -> Any:
+    """Core UPDATE (executemany) adding (sign +1) or giving back (-1) a host's VM claims."""
+    c = _host_table.c
+    return (
+        update(_host_table)
+        .where(c.id == bindparam("host"))
+        .values(
+            cpu_used_mhz=c.cpu_used_mhz + sign * bindparam("cpu"),
+            memory_used_bytes=c.memory_used_bytes + sign * bindparam("memory"),
+            capacity_version=c.capacity_version + 1,
+        )
+    )
+
+
+def _allocate(sign: int) -> Any:
+    c = _pool_table.c
+    return (
+        update(_pool_table)
+        .where(c.id == bindparam("pool"))
+        .values(allocated_bytes=c.allocated_bytes + sign * bindparam("size"))
+    )
+
+
+def _demo_offerings(session: Any) -> list[Any]:
+    found = {
+        o.name: o
+        for o in session.exec(
+            select(ServiceOffering).where(col(ServiceOffering.name).in_(DEMO_VM_OFFERINGS))
+        )
+    }
+    return [found[n] for n in DEMO_VM_OFFERINGS if n in found]
+
+
+def _admin_account(session: Any) -> int:
+    account = session.exec(select(Account.id).order_by(Account.id)).first()
+    if account is None:
+        raise InvalidParameter("demo VMs: the database has no account to own them")
+    return int(account)
+
+
+def _demo_templates(session: Any, caller: Caller) -> list[tuple[int, int]]:
+    """The demo templates' (id, size), created Ready when missing."""
+    account_id = caller.account_id or _admin_account(session)
+    out = []
+    for name, os_type, size in DEMO_TEMPLATES:
+        template = session.exec(
+            select(Template).where(Template.account_id == account_id, Template.name == name)
+        ).first()
+        if template is None:
+            template = Template(
+                name=name,
+                display_text=f"{os_type} (demo)",
+                account_id=account_id,
+                domain_id=caller.domain_id or 1,
+                os_type=os_type,
+                size_bytes=size,
+                physical_size_bytes=size // 4,
+                is_public=True,
+                featured=True,
+                state=TemplateState.READY,
+            )
+            session.add(template)
+            session.flush()
+        out.append((int(template.id), int(template.size_bytes)))
+    return out
+
+
+def _demo_pools(session: Any) -> dict[tuple[str, int], int]:
+    """The first pool of each cluster (cluster scope) and each zone (zone scope)."""
+    pools: dict[tuple[str, int], int] = {}
+    for pool_id, zone_id, cluster_id in session.execute(
+        select(StoragePool.id, StoragePool.zone_id, StoragePool.cluster_id).order_by(StoragePool.id)
+    ):
+        if cluster_id is not None:
+            pools.setdefault(("cluster", cluster_id), pool_id)
+        else:
+            pools.setdefault(("zone", zone_id), pool_id)
+    return pools
+
+
+def _remove_demo_vms(session: Any, zone_ids: list[int]) -> int:
+    """Delete the demo VMs of these zones with their volumes, giving back what they took."""
+    in_zones = col(VirtualMachine.zone_id).in_(zone_ids)
+    demo = col(VirtualMachine.instance_name).startswith(DEMO_VM_PREFIX)
+    claims = session.execute(
+        select(
+            VirtualMachine.host_id,
+            func.sum(VirtualMachine.cpu_count * VirtualMachine.cpu_mhz),
+            func.sum(VirtualMachine.memory_bytes),
+            func.count(),
+        )
+        .where(in_zones, demo, VirtualMachine.host_id.is_not(None))  # type: ignore[union-attr]
+        .group_by(VirtualMachine.host_id)
+    ).all()
+    if not claims:
+        return 0
+    vm_ids = select(VirtualMachine.id).where(in_zones, demo)
+    sizes = session.execute(
+        select(Volume.pool_id, func.sum(Volume.size_bytes))
+        .where(col(Volume.vm_id).in_(vm_ids), Volume.pool_id.is_not(None))  # type: ignore[union-attr]
+        .group_by(Volume.pool_id)
+    ).all()
+    no_sync = {"synchronize_session": False}
+    session.execute(delete(Volume).where(col(Volume.vm_id).in_(vm_ids)), execution_options=no_sync)
+    session.execute(delete(VirtualMachine).where(in_zones, demo), execution_options=no_sync)
+    connection = session.connection()
+    connection.execute(
+        _claim(-1), [{"host": h, "cpu": int(c), "memory": int(m)} for h, c, m, _n in claims]
+    )
+    if sizes:
+        connection.execute(_allocate(-1), [{"pool": p, "size": int(s)} for p, s in sizes])
+    return sum(int(n) for *_rest, n in claims)

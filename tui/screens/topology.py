@@ -1,17 +1,22 @@
-"""The topology screen: zones → pods → clusters, with host counts.
+"""The topology tree: zones → pods → clusters → hosts → VMs, with storage where it lives.
 
-The overview comes from `engine.topology.topology_overview` in a thread worker that posts
-`TopologyScreen.Loaded` back; the event loop only touches widgets. After each load the
-screen re-arms a one-shot timer for the next one (config `refresh_seconds`; 0 turns it
-off), so a slow database never piles up refreshes. The tree is reconciled by UUID: labels
-change in place, and when objects come or go the tree is rebuilt keeping what the operator
-collapsed and where the cursor was.
+Secondary storage hangs under each zone, primary storage under each cluster. Each level is
+loaded when its parent is first expanded, by `engine.listing.tree_children` in a thread
+worker (one per node); until then the node holds a "loading…" placeholder. Every node
+spells out its state and shows small capacity gauges with numbers (CPU, memory, storage).
+
+Refresh (`r`, and live after each load when `refresh_seconds` > 0) reloads every level
+that is open. Children are reconciled by key: labels change in place, and when children
+come or go the level is laid out again; what was expanded stays expanded, and the cursor
+stays on its node. `d` opens the selected object's detail screen, `v` its table view.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
 from rich.markup import escape
 from rich.text import Text
@@ -23,243 +28,377 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Header, Static, Tree
 from textual.widgets.tree import TreeNode
-from textual.worker import Worker, WorkerState, get_current_worker
+from textual.worker import Worker, WorkerState
 
-from engine import paths
 from engine.context import Caller
-from engine.errors import StratusError
-from engine.topology import ClusterSummary, PodSummary, ZoneSummary, topology_overview
+from engine.listing import Measure, TreeItem, tree_children
+from tui.screens.live import failure_message, hhmmss
+from tui.widgets.crumbs import Breadcrumbs
+from tui.widgets.gauge import bar, gauge_state, human_bytes, human_mhz
 
 log = logging.getLogger(__name__)
 
-Summary = ZoneSummary | PodSummary | ClusterSummary
-# The tree's shape: zone UUIDs, each with its pods' UUIDs, each with its clusters' UUIDs.
-Shape = list[tuple[str, list[tuple[str, list[str]]]]]
+GAUGE_WIDTH = 6
+STATE_STYLES = {"ok": "green", "high": "bold yellow", "over": "bold red", "n/a": "dim"}
+PROBLEM_STYLE = "bold red"
+KIND_MARK = {
+    "zone": "Zone",
+    "pod": "Pod",
+    "cluster": "Cluster",
+    "host": "Host",
+    "vm": "VM",
+    "pool": "Pool",
+    "store": "Store",
+}
+# The table view `v` opens for a node, scoped to it: (view, scope kind).
+TABLE_OF = {
+    "zone": ("pods", "zone"),
+    "pod": ("clusters", "pod"),
+    "cluster": ("hosts", "cluster"),
+    "host": ("vms", "host"),
+    "pools": ("pools", "cluster"),
+    "stores": ("stores", "zone"),
+}
+DETAILS_OF = {"zone": "zones", "pod": "pods", "cluster": "clusters", "host": "hosts", "vm": "vms"}
+GOOD_STATES = {"Up", "Enabled", "Running", "PowerOn", "read-write", "all Up"}
 
-ENABLED = "Enabled"
+
+@dataclass
+class NodeData:
+    item: TreeItem | None  # None: the hidden root (the cloud)
+    loaded: bool = False
+    placeholder: bool = False
+
+    @property
+    def kind(self) -> str:
+        return self.item.kind if self.item else "cloud"
+
+    @property
+    def key(self) -> str | None:
+        if self.item is None:
+            return None
+        if self.item.kind in ("pools", "stores"):
+            return self.item.key.split(":", 1)[1]  # the group's parent uuid
+        return self.item.key
 
 
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}{'' if count == 1 else 's'}"
+def _figure(measure: Measure) -> str:
+    unit = human_mhz if measure.unit == "mhz" else human_bytes
+    total = measure.total or 0
+    return f"{unit(measure.used)}/{unit(total)}"
 
 
-# Named ANSI colours read the same in truecolor, 256-colour and `ansi` terminals; the
-# state is always spelled out too, so nothing depends on colour alone.
-WARNING_STYLE = "bold yellow"
-ERROR_STYLE = "bold red"
-
-
-def _state(text: Text, state: str) -> None:
-    """Append an allocation state: spelled out, and highlighted when not Enabled."""
-    text.append(state, style="" if state == ENABLED else WARNING_STYLE)
-
-
-def zone_label(zone: ZoneSummary) -> Text:
-    text = Text(zone.name, style="bold")
-    text.append(f" ({zone.network_type}, ")
-    _state(text, zone.allocation_state)
-    text.append(
-        f") · {_plural(len(zone.pods), 'pod')} · {_plural(zone.clusters, 'cluster')}"
-        f" · {_plural(zone.hosts, 'host')}"
-    )
+def measure_text(measure: Measure) -> Text:
+    """`CPU ███░░░  45% 1.2/2.6 THz`: a small bar, the percent, the numbers."""
+    fraction = measure.used / measure.total if measure.total else None
+    state = gauge_state(fraction)
+    text = Text(f"{measure.label} ", style="bold")
+    text.append(bar(fraction, GAUGE_WIDTH), style=STATE_STYLES[state])
+    if fraction is None:
+        text.append("    -")
+    else:
+        text.append(f" {fraction * 100:3.0f}%", style=STATE_STYLES[state])
+        text.append(f" {_figure(measure)}")
+    if state in ("high", "over"):
+        text.append(f" {state}", style=STATE_STYLES[state])
     return text
 
 
-def pod_label(pod: PodSummary) -> Text:
-    text = Text(pod.name, style="bold")
-    text.append(f" {pod.cidr} (")
-    _state(text, pod.allocation_state)
-    text.append(f") · {_plural(len(pod.clusters), 'cluster')} · {_plural(pod.hosts, 'host')}")
+def item_label(item: TreeItem) -> Text:
+    text = Text()
+    mark = KIND_MARK.get(item.kind)
+    if mark:
+        text.append(f"{mark} ", style="dim")
+    text.append(item.name, style="bold" if item.kind != "more" else "dim")
+    if item.state:
+        text.append(" (")
+        for n, part in enumerate(item.state.split(", ")):
+            if n:
+                text.append(", ")
+            good = part in GOOD_STATES or part.endswith(" hosts") or part.endswith(" host")
+            text.append(part, style="" if good else PROBLEM_STYLE)
+        text.append(")")
+    if item.note:
+        text.append(f" {item.note}", style="dim")
+    for measure in item.measures:
+        text.append("  ")
+        text.append_text(measure_text(measure))
     return text
-
-
-def cluster_label(cluster: ClusterSummary) -> Text:
-    text = Text(cluster.name, style="bold")
-    text.append(" (")
-    _state(text, cluster.allocation_state)
-    text.append(f") · {_plural(cluster.hosts, 'host')}")
-    if cluster.hosts:
-        text.append(f", {cluster.hosts_up} Up")
-        down = cluster.hosts - cluster.hosts_up
-        if down:
-            text.append(f", {down} not Up", style=ERROR_STYLE)
-    return text
-
-
-def _shape(zones: list[ZoneSummary]) -> Shape:
-    return [(z.uuid, [(p.uuid, [c.uuid for c in p.clusters]) for p in z.pods]) for z in zones]
 
 
 class TopologyScreen(Screen[None]):
-    """Zones, pods and clusters of the cloud with their host counts."""
+    """The cloud as a tree, loaded level by level."""
 
     TITLE = "Topology"
     BINDINGS = [
         Binding("r", "refresh", "Refresh", id="topology.refresh"),
+        Binding("d", "details", "Details", id="topology.details"),
+        Binding("v", "table", "Table", id="topology.table"),
+        Binding("escape", "back", "Back", id="topology.back"),
     ]
+    DEFAULT_CSS = """
+    TopologyScreen #summary {
+        height: 1;
+        padding: 0 1;
+        background: $panel;
+        color: $text-muted;
+    }
+    TopologyScreen #summary.-error {
+        background: $error 40%;
+        color: $text;
+        text-style: bold;
+    }
+    TopologyScreen Tree {
+        height: 1fr;
+    }
+    """
 
     class Loaded(Message):
-        """A fresh overview, posted by the loader thread."""
+        """Children of one node, posted by its loader thread."""
 
-        def __init__(self, zones: list[ZoneSummary]) -> None:
+        def __init__(self, node_id: int, items: list[TreeItem], generation: int) -> None:
             super().__init__()
-            self.zones = zones
+            self.node_id, self.items, self.generation = node_id, items, generation
 
-    def __init__(self, caller: Caller, *, refresh_seconds: float = 0.0) -> None:
+    def __init__(self, caller: Caller, *, refresh_seconds: float = 0.0, clock: Any = None) -> None:
         super().__init__()
         self.caller = caller
         self.refresh_seconds = refresh_seconds
-        self._node_by_uuid: dict[str, TreeNode[Summary]] = {}
-        self._tree_shape: Shape | None = None
-        self._refresh_timer: Timer | None = None
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.crumb = "Topology"
+        self.title, self.sub_title = "Stratus", "Topology"
         self.loaded_at: datetime | None = None
-        # Consecutive failed loads, and whether the operator asked for the current one.
         self.failures = 0
-        self._last_failure = ""
+        self.error = ""
+        self._pending = 0  # node loads on their way
+        self._refresh_timer: Timer | None = None
+        self._generation = 0
         self._asked = False
+        self._want_cursor: str | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
+        yield Breadcrumbs()
         yield Static("Loading the topology…", id="summary", markup=False)
-        tree: Tree[Summary] = Tree("Cloud", id="topology")
+        tree: Tree[NodeData] = Tree("Cloud", NodeData(None), id="topology")
         tree.show_root = False
+        tree.auto_expand = True
         yield tree
         yield Footer()
 
+    @property
+    def tree(self) -> Tree[NodeData]:
+        return self.query_one("#topology", Tree)
+
     def on_mount(self) -> None:
-        self.load_overview()
+        self.tree.focus()
+        self.tree.root.expand()
+        self._load(self.tree.root)
 
-    # --- loading -------------------------------------------------------------------------
+    # --- loading ---------------------------------------------------------------------------
 
-    def action_refresh(self) -> None:
-        self._asked = True
-        self.load_overview()
+    def _load(self, node: TreeNode[NodeData]) -> None:
+        data = node.data
+        assert data is not None
+        self._pending += 1
+        self._fetch(node.id, data.kind, data.key, self._generation)
 
-    def _rearm_refresh(self) -> None:
-        if self._refresh_timer is not None:
-            self._refresh_timer.stop()
-            self._refresh_timer = None
-        if self.refresh_seconds > 0:
-            self._refresh_timer = self.set_timer(self.refresh_seconds, self._refresh_when_due)
-
-    def _refresh_when_due(self) -> None:
-        self._refresh_timer = None
-        if self.is_current:
-            self.load_overview()
-        else:  # a modal or another screen is in front: check again later
-            self._rearm_refresh()
-
-    @work(thread=True, exclusive=True, group="overview", exit_on_error=False)
-    def load_overview(self) -> None:
-        zones = topology_overview(self.caller)
-        if not get_current_worker().is_cancelled:
-            self.post_message(self.Loaded(zones))
+    @work(thread=True, group="tree-load", exit_on_error=False)
+    def _fetch(self, node_id: int, kind: str, key: str | None, generation: int) -> None:
+        items = tree_children(self.caller, kind, key)
+        self.post_message(self.Loaded(node_id, items, generation))
 
     @on(Worker.StateChanged)
     def _worker_changed(self, event: Worker.StateChanged) -> None:
-        if event.worker.group != "overview":
+        if event.worker.group != "tree-load":
             return
-        if event.state == WorkerState.RUNNING and self._refresh_timer is not None:
-            self._refresh_timer.stop()  # a manual refresh replaces the pending automatic one
-            self._refresh_timer = None
-        elif event.state == WorkerState.ERROR:
+        if event.state == WorkerState.ERROR:
+            self._pending = max(0, self._pending - 1)
             self._failed(event.worker.error)
-            self._rearm_refresh()
-        elif event.state == WorkerState.SUCCESS:
-            self.failures, self._last_failure, self._asked = 0, "", False
-            self._rearm_refresh()
+            self._settled()
 
     def _failed(self, error: BaseException | None) -> None:
-        """Say why the load failed: in the summary line always, in a toast when it is news.
-
-        Automatic refreshes keep failing the same way while a database is down; one toast
-        for that is enough, and the summary line counts the attempts. A refresh the
-        operator asked for always answers with a toast.
-        """
-        if isinstance(error, StratusError):
-            message = error.message
-            log.warning("loading the topology failed: %s", message)
-        else:
-            log.error("loading the topology failed", exc_info=error)
-            message = (
-                f"unexpected {type(error).__name__}: {error} "
-                f"(the traceback is in {paths.log_file()})"
-            )
+        message = failure_message(error, "Topology load")
         self.failures += 1
-        if self._asked or message != self._last_failure:
-            self.notify(escape(message), title="Topology not refreshed", severity="error")
-        self._last_failure, self._asked = message, False
-        since = f"since {self.loaded_at:%H:%M:%S}" if self.loaded_at else "never loaded"
-        attempts = f"{self.failures} attempt{'s' if self.failures > 1 else ''}"
+        if self._asked or message != self.error:
+            self.notify(escape(message), title="Topology not loaded", severity="error")
+        self.error, self._asked = message, False
+        since = f"since {hhmmss(self.loaded_at)}" if self.loaded_at else "never loaded"
         summary = self.query_one("#summary", Static)
         summary.add_class("-error")
-        summary.update(Text(f"Not refreshed ({since}, {attempts}): {message}"))
-
-    # --- showing -------------------------------------------------------------------------
+        summary.update(
+            Text(f"DATABASE ERROR: not refreshed ({since}, {self.failures} failed): {message}")
+        )
 
     @on(Loaded)
     def _loaded(self, message: Loaded) -> None:
-        self.loaded_at = datetime.now()
-        self._show_summary(message.zones)
-        tree: Tree[Summary] = self.query_one("#topology", Tree)
-        shape = _shape(message.zones)
-        if shape == self._tree_shape:
-            self._relabel(message.zones)
-        else:
-            self._rebuild(tree, message.zones)
-            self._tree_shape = shape
+        message.stop()
+        self._pending = max(0, self._pending - 1)
+        try:
+            node = self.tree.get_node_by_id(message.node_id)  # type: ignore[arg-type]
+        except Exception:  # the node went away meanwhile (its parent was re-laid)
+            node = None
+        if node is not None:
+            self._fill(node, message.items)
+        self.failures, self.error = 0, ""
+        self.loaded_at = self.clock()
+        self._show_summary()
+        self._settled()
 
-    def _show_summary(self, zones: list[ZoneSummary]) -> None:
+    def _settled(self) -> None:
+        if self._pending == 0:
+            self._asked = False
+            self._rearm()
+
+    def _fill(self, node: TreeNode[NodeData], items: list[TreeItem]) -> None:
+        """Show `items` as the children of `node`, reconciled by key."""
+        data = node.data
+        assert data is not None
+        data.loaded = True
+        current = [c for c in node.children if c.data is not None and not c.data.placeholder]
+        keys = [c.data.item.key for c in current if c.data and c.data.item]
+        if keys == [i.key for i in items] and len(current) == len(node.children):
+            for child, item in zip(current, items, strict=True):
+                assert child.data is not None
+                child.data.item = item
+                child.set_label(item_label(item))
+                child.allow_expand = item.expandable
+            return
+        # Children came or went: lay the level out again, keeping what was open.
+        tree = self.tree
+        cursor = tree.cursor_node
+        if cursor is not None and cursor.data and cursor.data.item and _inside(cursor, node):
+            self._want_cursor = cursor.data.item.key  # put it back when its node returns
+        opened = {c.data.item.key for c in current if c.is_expanded and c.data and c.data.item}
+        node.remove_children()
+        for item in items:
+            child = node.add(item_label(item), NodeData(item), allow_expand=item.expandable)
+            if item.expandable:
+                child.add_leaf("loading…", NodeData(None, placeholder=True))
+            if item.key in opened:
+                child.expand()
+                self._load(child)
+            if item.key == self._want_cursor:
+                self._want_cursor = None
+                # Lines are laid out on the next refresh; the cursor can move then.
+                self.call_after_refresh(tree.move_cursor, child)
+
+    @on(Tree.NodeSelected)
+    def _selected_leaf(self, event: Tree.NodeSelected[NodeData]) -> None:
+        """Enter on a leaf (a VM, a pool, a store) opens what it can: details or table."""
+        data = event.node.data
+        if data is None or data.item is None or data.item.expandable:
+            return  # Enter on a branch expands it (the tree does that)
+        if data.item.kind in DETAILS_OF:
+            self.action_details()
+        elif data.item.kind == "more":
+            self.action_table()
+
+    @on(Tree.NodeExpanded)
+    def _expanded(self, event: Tree.NodeExpanded[NodeData]) -> None:
+        data = event.node.data
+        if data is not None and data.item is not None and not data.loaded:
+            self._load(event.node)
+
+    # --- refresh ---------------------------------------------------------------------------
+
+    def action_refresh(self) -> None:
+        self._asked = True
+        self._reload_open()
+
+    def _reload_open(self) -> None:
+        self._generation += 1
+        stack = [self.tree.root]
+        while stack:
+            node = stack.pop()
+            data = node.data
+            if data is not None and data.loaded and (node.is_expanded or node.is_root):
+                self._load(node)
+                stack.extend(node.children)
+
+    def _rearm(self) -> None:
+        if self._refresh_timer is not None:
+            self._refresh_timer.stop()
+            self._refresh_timer = None
+        if self.refresh_seconds > 0 and self.is_attached:
+            self._refresh_timer = self.set_timer(self.refresh_seconds, self._due)
+
+    def _due(self) -> None:
+        self._refresh_timer = None
+        if self.is_current and self._pending == 0:
+            self._reload_open()
+        else:
+            self._rearm()
+
+    def _show_summary(self) -> None:
         summary = self.query_one("#summary", Static)
         summary.remove_class("-error")
+        zones = [c for c in self.tree.root.children if c.data and c.data.item]
         if not zones:
-            summary.update(
-                Text("No zones yet. `stratus demo` builds a demo datacenter to explore.")
-            )
+            summary.update(Text("No zones yet: `stratus demo` builds a demo datacenter to explore"))
             return
-        pods = sum(len(z.pods) for z in zones)
-        clusters = sum(z.clusters for z in zones)
-        hosts = sum(z.hosts for z in zones)
-        up = sum(c.hosts_up for z in zones for p in z.pods for c in p.clusters)
-        at = self.loaded_at.strftime("%H:%M:%S") if self.loaded_at else "-"
+        hosts = sum(_hosts_of(c.data.item) for c in zones if c.data and c.data.item)
+        live = "live" if self.refresh_seconds > 0 else "refresh off"
         summary.update(
             Text(
-                f"{_plural(len(zones), 'zone')} · {_plural(pods, 'pod')} · "
-                f"{_plural(clusters, 'cluster')} · {_plural(hosts, 'host')} ({up} Up)"
-                f" · updated {at}"
+                f"{len(zones)} zone{'' if len(zones) == 1 else 's'} · {hosts:,} hosts · "
+                f"updated {hhmmss(self.loaded_at)} UTC ({live}) · database ok"
             )
         )
 
-    def _relabel(self, zones: list[ZoneSummary]) -> None:
-        for zone in zones:
-            self._node_by_uuid[zone.uuid].set_label(zone_label(zone))
-            self._node_by_uuid[zone.uuid].data = zone
-            for pod in zone.pods:
-                self._node_by_uuid[pod.uuid].set_label(pod_label(pod))
-                self._node_by_uuid[pod.uuid].data = pod
-                for cluster in pod.clusters:
-                    self._node_by_uuid[cluster.uuid].set_label(cluster_label(cluster))
-                    self._node_by_uuid[cluster.uuid].data = cluster
+    # --- keys ------------------------------------------------------------------------------
 
-    def _rebuild(self, tree: Tree[Summary], zones: list[ZoneSummary]) -> None:
-        old = self._node_by_uuid
-        collapsed = {
-            uuid for uuid, node in old.items() if node.allow_expand and not node.is_expanded
-        }
-        cursor = tree.cursor_node.data.uuid if tree.cursor_node and tree.cursor_node.data else None
-        tree.clear()
-        nodes: dict[str, TreeNode[Summary]] = {}
-        for zone in zones:
-            zone_node = tree.root.add(zone_label(zone), zone, expand=zone.uuid not in collapsed)
-            nodes[zone.uuid] = zone_node
-            for pod in zone.pods:
-                pod_node = zone_node.add(pod_label(pod), pod, expand=pod.uuid not in collapsed)
-                nodes[pod.uuid] = pod_node
-                for cluster in pod.clusters:
-                    nodes[cluster.uuid] = pod_node.add_leaf(cluster_label(cluster), cluster)
-        self._node_by_uuid = nodes
-        if cursor in nodes:
-            # Reading last_line lays the new nodes out in lines; move_cursor needs their
-            # line numbers (before that they are all -1, which the tree clamps to line 0).
-            _ = tree.last_line
-            tree.move_cursor(nodes[cursor])
+    def _selected(self) -> TreeItem | None:
+        node = self.tree.cursor_node
+        return node.data.item if node is not None and node.data is not None else None
+
+    def action_details(self) -> None:
+        item = self._selected()
+        opener = getattr(self.app, "open_details", None)
+        if item is None or opener is None:
+            return
+        view = DETAILS_OF.get(item.kind)
+        if view is None:
+            self.notify(f"{item.name}: no detail screen; `v` opens its table", timeout=3)
+            return
+        opener(view, item.key, f"{item.kind} {item.name}")
+
+    def action_table(self) -> None:
+        item = self._selected()
+        opener = getattr(self.app, "open_view", None)
+        if item is None or opener is None:
+            return
+        if item.kind == "more":
+            view = item.key.split(":")[1]
+            opener(
+                view,
+                scope={"cluster" if view == "hosts" else "host": item.key.split(":")[2]},
+                scope_label="",
+                jump=False,
+            )
+            return
+        target = TABLE_OF.get(item.kind)
+        if target is None:
+            return
+        view, scope_kind = target
+        key = item.key.split(":", 1)[1] if ":" in item.key else item.key
+        opener(view, scope={scope_kind: key}, scope_label=f"{item.kind} {item.name}", jump=False)
+
+    def action_back(self) -> None:
+        back = getattr(self.app, "action_back", None)
+        if back is not None:
+            back()
+
+
+def _inside(node: TreeNode[NodeData], ancestor: TreeNode[NodeData]) -> bool:
+    parent = node.parent
+    while parent is not None:
+        if parent is ancestor:
+            return True
+        parent = parent.parent
+    return False
+
+
+def _hosts_of(item: TreeItem) -> int:
+    first = item.state.split(" ", 1)[0].replace(",", "")
+    return int(first) if first.isdigit() else 0

@@ -1,0 +1,233 @@
+"""Engine listings for the console tables: keyset pages, filters, scopes, counts; demo VMs."""
+
+from __future__ import annotations
+
+import pytest
+from console_support import build
+from sqlmodel import func, select
+
+from engine import demo, listing
+from engine.bootstrap import Cloud
+from engine.errors import InvalidParameter, NotFound
+from engine.models import Host, StoragePool, Template, VirtualMachine, Volume
+
+GIB = 2**30
+
+
+def names(page: listing.Page) -> list[str]:
+    return [row.cells[0] for row in page.rows]
+
+
+def all_vm_names(cloud: Cloud) -> list[str]:
+    with cloud.db.read() as session:
+        return sorted(session.exec(select(VirtualMachine.name)).all())
+
+
+def test_pages_walk_every_row_once_forward_and_backward(cloud: Cloud) -> None:
+    build(cloud.admin, vms=57)
+    expected = all_vm_names(cloud)
+    assert len(expected) == 57
+
+    seen: list[str] = []
+    page = listing.list_page(cloud.admin, "vms", limit=10)
+    assert not page.more_before
+    while True:
+        seen += names(page)
+        if not page.more_after:
+            break
+        page = listing.list_page(cloud.admin, "vms", after=page.rows[-1].cursor, limit=10)
+    assert seen == expected
+
+    back: list[str] = []
+    page = listing.list_page(cloud.admin, "vms", from_end=True, limit=10)
+    assert names(page) == expected[-10:] and page.more_before
+    while True:
+        back = names(page) + back
+        if not page.more_before:
+            break
+        page = listing.list_page(cloud.admin, "vms", before=page.rows[0].cursor, limit=10)
+    assert back == expected
+
+
+def test_descending_and_inclusive_pages(cloud: Cloud) -> None:
+    build(cloud.admin, vms=12)
+    expected = all_vm_names(cloud)[::-1]
+    first = listing.list_page(cloud.admin, "vms", descending=True, limit=5)
+    assert names(first) == expected[:5]
+    again = listing.list_page(
+        cloud.admin, "vms", descending=True, after=first.rows[2].cursor, inclusive=True, limit=5
+    )
+    assert names(again) == expected[2:7]
+
+
+def test_filter_matches_substrings_and_bang_inverts(cloud: Cloud) -> None:
+    build(cloud.admin, vms=36)
+    every = all_vm_names(cloud)
+    web = [n for n in every if "web" in n]
+    assert web and len(web) < len(every)
+
+    page = listing.list_page(cloud.admin, "vms", filter_text="WEB", limit=100)
+    assert names(page) == web  # case-insensitive
+    page = listing.list_page(cloud.admin, "vms", filter_text="!web", limit=100)
+    assert names(page) == [n for n in every if "web" not in n]
+    assert listing.count_rows(cloud.admin, "vms", filter_text="web").rows == len(web)
+    assert listing.count_rows(cloud.admin, "vms", filter_text="!web").rows == len(every) - len(web)
+    # Other views search their state too; LIKE wildcards are plain characters.
+    assert names(listing.list_page(cloud.admin, "hosts", filter_text="up")) == [
+        "h0",
+        "h1",
+        "h2",
+        "h3",
+    ]
+    assert listing.list_page(cloud.admin, "hosts", filter_text="!up").rows == []
+    assert listing.list_page(cloud.admin, "vms", filter_text="%").rows == []
+    assert listing.list_page(cloud.admin, "vms", filter_text="_").rows == []
+
+
+def test_scope_narrows_to_a_parent(cloud: Cloud) -> None:
+    build(cloud.admin, hosts=3, vms=9)
+    with cloud.db.read() as session:
+        host = session.exec(select(Host).where(Host.name == "h1")).one()
+        on_host = sorted(
+            session.exec(select(VirtualMachine.name).where(VirtualMachine.host_id == host.id))
+        )
+    assert len(on_host) == 3  # round-robin over three hosts
+    page = listing.list_page(cloud.admin, "vms", scope={"host": host.uuid})
+    assert names(page) == on_host
+    assert {row.cells[3] for row in page.rows} == {"h1"}  # the Host column
+    assert listing.count_rows(cloud.admin, "vms", scope={"host": host.uuid}).rows == 3
+    with pytest.raises(NotFound, match="host 'nope' does not exist"):
+        listing.list_page(cloud.admin, "vms", scope={"host": "nope"})
+    with pytest.raises(InvalidParameter, match="cannot be narrowed to a pool"):
+        listing.list_page(cloud.admin, "vms", scope={"pool": host.uuid})
+
+
+def test_count_stops_at_its_cap(cloud: Cloud) -> None:
+    build(cloud.admin, vms=25)
+    count = listing.count_rows(cloud.admin, "vms", cap=10)
+    assert (count.rows, count.capped, count.describe()) == (10, True, "10+")
+    exact = listing.count_rows(cloud.admin, "vms")
+    assert (exact.rows, exact.capped, exact.describe()) == (25, False, "25")
+
+
+def test_every_view_lists_and_names_its_errors(cloud: Cloud) -> None:
+    build(cloud.admin, vms=3)
+    for name, view in listing.VIEWS.items():
+        page = listing.list_page(cloud.admin, name)
+        assert all(len(row.cells) == len(view.columns) for row in page.rows), name
+    assert names(listing.list_page(cloud.admin, "zones")) == ["z1"]
+    assert names(listing.list_page(cloud.admin, "hosts")) == ["h0", "h1", "h2", "h3"]
+    assert len(listing.list_page(cloud.admin, "vols").rows) == 3
+    assert listing.view_named("VM").name == "vms"  # aliases, any case
+    with pytest.raises(NotFound, match="no view 'nodez'"):
+        listing.list_page(cloud.admin, "nodez")
+    with pytest.raises(InvalidParameter, match="column 'state' cannot be sorted"):
+        listing.list_page(cloud.admin, "vms", sort="state")
+    with pytest.raises(InvalidParameter, match="no column 'colour'"):
+        listing.list_page(cloud.admin, "vms", sort="colour")
+
+
+def test_tree_children_level_by_level(cloud: Cloud) -> None:
+    build(cloud.admin, hosts=2, vms=4)
+    zones = listing.tree_children(cloud.admin, "cloud")
+    assert [(z.kind, z.name, z.state) for z in zones] == [("zone", "z1", "2 hosts, all Up")]
+    zone_children = listing.tree_children(cloud.admin, "zone", zones[0].key)
+    assert [c.kind for c in zone_children] == ["pod", "stores"]
+    clusters = listing.tree_children(cloud.admin, "pod", zone_children[0].key)
+    hosts = listing.tree_children(cloud.admin, "cluster", clusters[0].key)
+    assert [(h.kind, h.name, h.note) for h in hosts] == [
+        ("host", "h0", "2 VMs"),
+        ("host", "h1", "2 VMs"),
+        ("pools", "Primary storage", "1 pool"),
+    ]
+    cpu = hosts[0].measures[0]
+    assert (cpu.label, cpu.used, cpu.total) == ("CPU", 4000.0, 32000.0)
+    vms = listing.tree_children(cloud.admin, "host", hosts[0].key)
+    assert [v.state for v in vms] == ["Running, PowerOn"] * 2
+    pools = listing.tree_children(cloud.admin, "pools", clusters[0].key)
+    assert [p.name for p in pools] == ["c1-ps1"]
+    with pytest.raises(NotFound):
+        listing.tree_children(cloud.admin, "host", "gone")
+
+
+# --- demo VMs --------------------------------------------------------------------------
+
+
+def test_demo_vms_claim_host_capacity_and_get_root_volumes(cloud: Cloud) -> None:
+    build(cloud.admin, hosts=4, vms=0)
+    assert demo.add_demo_vms(cloud.admin, 10) == 10
+    with cloud.db.read() as session:
+        hosts = session.exec(select(Host).order_by(Host.name)).all()
+        for host in hosts:
+            vms = session.exec(
+                select(VirtualMachine).where(VirtualMachine.host_id == host.id)
+            ).all()
+            assert host.cpu_used_mhz == sum(v.cpu_count * v.cpu_mhz for v in vms)
+            assert host.memory_used_bytes == sum(v.memory_bytes for v in vms)
+            assert host.capacity_version >= 1
+        assert sorted(
+            len(session.exec(select(VirtualMachine.id).where(VirtualMachine.host_id == h.id)).all())
+            for h in hosts
+        ) == [2, 2, 3, 3]
+        roots = session.exec(select(Volume).where(Volume.volume_type == "ROOT")).all()
+        assert len(roots) == 10 and all(v.vm_id is not None for v in roots)
+        pool = session.exec(select(StoragePool)).one()
+        assert pool.allocated_bytes == sum(v.size_bytes for v in roots)
+        assert session.exec(select(func.count()).select_from(Template)).one() == 2
+        states = set(session.exec(select(VirtualMachine.state)).all())
+        assert states == {"Running"}
+
+
+def test_demo_vms_never_overfill_a_host(cloud: Cloud) -> None:
+    build(cloud.admin, hosts=1, vms=0)  # 16 x 2 GHz, 64 GiB: 16 Small VMs fit on CPU
+    assert demo.add_demo_vms(cloud.admin, 100) == 16
+    with cloud.db.read() as session:
+        host = session.exec(select(Host)).one()
+        assert host.cpu_used_mhz == 32000 and host.memory_used_bytes == 32 * GIB
+
+
+def test_demo_vm_count_is_checked(cloud: Cloud) -> None:
+    build(cloud.admin, vms=0)
+    for bad in (-1, True, "3"):
+        with pytest.raises(InvalidParameter, match="count must be a whole number"):
+            demo.add_demo_vms(cloud.admin, bad)  # type: ignore[arg-type]
+    with cloud.db.read() as session:
+        assert session.exec(select(func.count()).select_from(VirtualMachine)).one() == 0
+
+
+def test_demo_build_includes_vms_and_teardown_gives_capacity_back(cloud: Cloud) -> None:
+    summary = demo.build_demo(cloud.admin, hosts=6, vms=20)
+    assert summary.vms == 20 and "20 VMs" in summary.describe()
+    rebuilt = demo.build_demo(cloud.admin, hosts=6, replace=True)
+    assert rebuilt.vms == 6 * demo.DEMO_VMS_PER_HOST
+    with cloud.db.read() as session:
+        assert session.exec(select(func.count()).select_from(VirtualMachine)).one() == 18
+        assert session.exec(select(func.count()).select_from(Volume)).one() == 18
+
+
+def test_pages_filters_and_counts_agree_on_both_backends(any_cloud: Cloud) -> None:
+    build(any_cloud.admin, hosts=3, vms=24)
+    expected = all_vm_names(any_cloud)
+    seen: list[str] = []
+    page = listing.list_page(any_cloud.admin, "vms", limit=7)
+    while True:
+        seen += names(page)
+        if not page.more_after:
+            break
+        page = listing.list_page(any_cloud.admin, "vms", after=page.rows[-1].cursor, limit=7)
+    assert seen == expected
+    web = [n for n in expected if "web" in n]
+    assert names(listing.list_page(any_cloud.admin, "vms", filter_text="WeB")) == web
+    assert listing.count_rows(any_cloud.admin, "vms", filter_text="!web").rows == 24 - len(web)
+    events = listing.list_page(any_cloud.admin, "events", limit=5)
+    older = listing.list_page(any_cloud.admin, "events", after=events.rows[-1].cursor, limit=5)
+    assert not {r.key for r in events.rows} & {r.key for r in older.rows}
+    hosts = listing.tree_children(any_cloud.admin, "cluster", _cluster_uuid(any_cloud))
+    assert [h.name for h in hosts] == ["h0", "h1", "h2", "Primary storage"]
+
+
+def _cluster_uuid(cloud: Cloud) -> str:
+    from engine.models import Cluster
+
+    with cloud.db.read() as session:
+        return session.exec(select(Cluster.uuid)).one()

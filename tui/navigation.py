@@ -1,0 +1,112 @@
+"""Where `:` can go: every console view by name and aliases, and what opens it.
+
+`DESTINATIONS` holds one entry per view. Table views open a `ResourceScreen` on the
+engine listing of the same name (`engine.listing.VIEWS`); `dashboard` and `topology` open
+their own screens. A view whose data does not exist yet is registered `available=False`
+with a message saying so: `:ips` answers with that message instead of an error.
+
+Adding a view (e.g. the IPAM tables when they land): add its listing to
+`engine.listing.VIEWS` and call `register(Destination(name, title, aliases))` here (or
+replace the placeholder entry), nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.suggester import Suggester
+
+from engine.listing import VIEWS
+
+
+@dataclass(frozen=True)
+class Destination:
+    name: str
+    title: str
+    aliases: tuple[str, ...] = ()
+    # "table": a ResourceScreen on the listing `name`; otherwise the named screen.
+    kind: str = "table"
+    available: bool = True
+    unavailable: str = ""  # why it cannot open yet, shown when asked for
+    help: str = ""
+
+    @property
+    def words(self) -> tuple[str, ...]:
+        return (self.name, *self.aliases)
+
+
+DESTINATIONS: dict[str, Destination] = {}
+
+
+def register(destination: Destination) -> None:
+    """Add or replace a destination (the same name replaces, e.g. a placeholder)."""
+    DESTINATIONS[destination.name] = destination
+
+
+register(
+    Destination(
+        "dashboard",
+        "Dashboard",
+        ("home", "dash", "d"),
+        kind="dashboard",
+        help="capacity per zone, problems, jobs, events",
+    )
+)
+register(
+    Destination(
+        "topology",
+        "Topology",
+        ("tree", "topo", "t"),
+        kind="topology",
+        help="zone → pod → cluster → host → VM tree with capacity",
+    )
+)
+for _view in VIEWS.values():
+    register(Destination(_view.name, _view.title, _view.aliases, help=f"table of {_view.title}"))
+# The IPAM issue builds these; its listings and a `register` call replace the placeholders.
+for _name, _title, _aliases in (
+    ("ips", "IP addresses", ("ip", "addresses")),
+    ("nets", "Networks", ("net", "networks")),
+):
+    register(
+        Destination(
+            _name,
+            _title,
+            _aliases,
+            available=False,
+            unavailable=f"{_title} are not available yet: IP address management is not part "
+            "of this build",
+        )
+    )
+
+
+def find(word: str) -> Destination | None:
+    """The destination named or aliased `word` (case-insensitive), else None."""
+    wanted = word.strip().lower().lstrip(":")
+    for destination in DESTINATIONS.values():
+        if wanted in destination.words:
+            return destination
+    return None
+
+
+def completions() -> list[str]:
+    """Every name then every alias, for the command line's suggester."""
+    names = [d.name for d in DESTINATIONS.values()]
+    aliases = [a for d in DESTINATIONS.values() for a in d.aliases if len(a) > 1]
+    return names + [a for a in aliases if a not in names]
+
+
+class ViewSuggester(Suggester):
+    """Completes a view name from its first letters (names before aliases)."""
+
+    def __init__(self) -> None:
+        super().__init__(use_cache=False, case_sensitive=False)
+
+    async def get_suggestion(self, value: str) -> str | None:
+        typed = value.strip().lower()
+        if not typed:
+            return None
+        for word in completions():
+            if word.startswith(typed):
+                return word
+        return None
