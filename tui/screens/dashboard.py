@@ -18,13 +18,14 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, VerticalScroll
-from textual.widgets import Footer, Header, OptionList, Static
+from textual.widgets import Header, OptionList, Static
 from textual.widgets.option_list import Option, OptionDoesNotExist
 
 from engine.context import Caller
 from engine.dashboard import Dashboard, EventLine, JobLine, ZoneCapacity, dashboard
 from tui.screens.live import Clock, LiveScreen, LiveStatus, hhmmss
 from tui.widgets.gauge import gauge_line, human_bytes, human_count, human_mhz
+from tui.widgets.key_bar import KeyBar
 
 GAUGE = {"bar_width": 10, "label_width": 11}
 WARN_STYLE = "bold yellow"
@@ -316,7 +317,7 @@ class DashboardScreen(LiveScreen):
             events = Static("", id="events-panel", classes="dash-panel")
             events.border_title = "Recent events"
             yield events
-        yield Footer()
+        yield KeyBar()
 
     def fetch(self) -> Dashboard:
         return dashboard(self.caller)
