@@ -18,7 +18,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, VerticalScroll
-from textual.widgets import Header, OptionList, Static
+from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option, OptionDoesNotExist
 
 from engine.context import Caller
@@ -26,6 +26,7 @@ from engine.dashboard import Dashboard, EventLine, JobLine, ZoneCapacity, dashbo
 from tui.screens.live import Clock, LiveScreen, LiveStatus, hhmmss
 from tui.widgets.gauge import gauge_line, human_bytes, human_count, human_mhz
 from tui.widgets.key_bar import KeyBar
+from tui.widgets.title_bar import TitleBar
 
 GAUGE = {"bar_width": 10, "label_width": 11}
 WARN_STYLE = "bold yellow"
@@ -303,7 +304,7 @@ class DashboardScreen(LiveScreen):
         self.data: Dashboard | None = None
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield TitleBar()
         yield LiveStatus("Loading the dashboard…", markup=False)
         with VerticalScroll(id="dashboard-body"):
             yield Grid(id="zones")
