@@ -142,5 +142,5 @@ class KeyBar(Widget):
                 return
 
     def keys(self) -> list[str]:
-        """The descriptions shown, in order (for tests and the help screen)."""
+        """The descriptions shown, in order."""
         return [description for _shown, description, _key, _e in self._keys]
