@@ -18,13 +18,15 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, VerticalScroll
-from textual.widgets import Footer, Header, OptionList, Static
+from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option, OptionDoesNotExist
 
 from engine.context import Caller
 from engine.dashboard import Dashboard, EventLine, JobLine, ZoneCapacity, dashboard
 from tui.screens.live import Clock, LiveScreen, LiveStatus, hhmmss
 from tui.widgets.gauge import gauge_line, human_bytes, human_count, human_mhz
+from tui.widgets.key_bar import KeyBar
+from tui.widgets.title_bar import TitleBar
 
 GAUGE = {"bar_width": 10, "label_width": 11}
 WARN_STYLE = "bold yellow"
@@ -302,7 +304,7 @@ class DashboardScreen(LiveScreen):
         self.data: Dashboard | None = None
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield TitleBar()
         yield LiveStatus("Loading the dashboard…", markup=False)
         with VerticalScroll(id="dashboard-body"):
             yield Grid(id="zones")
@@ -316,7 +318,7 @@ class DashboardScreen(LiveScreen):
             events = Static("", id="events-panel", classes="dash-panel")
             events.border_title = "Recent events"
             yield events
-        yield Footer()
+        yield KeyBar()
 
     def fetch(self) -> Dashboard:
         return dashboard(self.caller)

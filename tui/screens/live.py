@@ -123,7 +123,10 @@ class LiveScreen(Screen[None]):
     # --- loading ---------------------------------------------------------------------------
 
     def on_mount(self) -> None:
-        self.load()
+        # Start loading once the screen's frame is on the terminal: the fetch runs in a
+        # thread, but its Python work shares the GIL with the first paint and would delay
+        # it; the first frame (status "Loading…") never waits for the database.
+        self.call_after_refresh(self.load)
 
     def action_refresh(self) -> None:
         self._asked = True

@@ -21,7 +21,7 @@ from rich.style import Style
 from rich.text import Text
 from textual import events
 from textual.binding import Binding
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.message import Message
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
@@ -29,6 +29,17 @@ from textual.strip import Strip
 
 MAX_WIDTH = 40  # a column never grows wider than this
 GAP = 2
+
+
+@dataclass(frozen=True)
+class _Frame:
+    width: int
+    scroll_x: int
+    scroll_y: int
+    base: Style
+    header: Style
+    cursor: Style
+    even: Style
 
 
 @dataclass
@@ -109,6 +120,7 @@ class RowTable(ScrollView, can_focus=True):
         self._index: dict[str, int] = {}
         self._lines: dict[int, list[Segment]] = {}  # row index -> its rendered segments
         self._styles: dict[tuple[Style, str], Style] = {}
+        self._frame: _Frame | None = None  # set while render_lines draws
 
     # --- content -------------------------------------------------------------------------
 
@@ -245,24 +257,43 @@ class RowTable(ScrollView, can_focus=True):
             self._styles[key] = found
         return found
 
-    def render_line(self, y: int) -> Strip:
-        width = self.scrollable_content_region.width
-        scroll_x = int(self.scroll_x)
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # What every line of this redraw shares, looked up once rather than per line
+        # (the widget's style and its component styles are computed from CSS each time).
+        self._frame = self._make_frame()
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._frame = None
+
+    def _make_frame(self) -> _Frame:
         base = self.rich_style
+        return _Frame(
+            width=self.scrollable_content_region.width,
+            scroll_x=int(self.scroll_x),
+            scroll_y=int(self.scroll_y),
+            base=base,
+            header=base + self.get_component_rich_style("row-table--header"),
+            cursor=base + self.get_component_rich_style("row-table--cursor"),
+            even=base + self.get_component_rich_style("row-table--even"),
+        )
+
+    def render_line(self, y: int) -> Strip:
+        frame = self._frame or self._make_frame()
+        width, scroll_x, base = frame.width, frame.scroll_x, frame.base
         if y == 0:
-            header = base + self.get_component_rich_style("row-table--header")
-            line = self._segments([c.label for c in self.columns.values()], header)
-            return Strip(line).crop_extend(scroll_x, scroll_x + width, header)
-        index = int(self.scroll_y) + y - 1
+            line = self._segments([c.label for c in self.columns.values()], frame.header)
+            return Strip(line).crop_extend(scroll_x, scroll_x + width, frame.header)
+        index = frame.scroll_y + y - 1
         if index >= len(self.keys):
             return Strip.blank(width, base)
         line = self._lines.get(index)
         if line is None:
             style = base
             if index == self.cursor_row:
-                style = base + self.get_component_rich_style("row-table--cursor")
+                style = frame.cursor
             elif index % 2:
-                style = base + self.get_component_rich_style("row-table--even")
+                style = frame.even
             line = self._segments(self.cells[index], style)
             self._lines[index] = line
         fill = line[-1].style if line else base
