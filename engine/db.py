@@ -12,12 +12,13 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, Executable, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlmodel import Session
 
 from engine import paths
@@ -47,6 +48,64 @@ def redacted(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+class LeanStatement:
+    """A Core statement compiled once for one dialect: its SQL text, and how to turn the
+    caller's parameters into the driver's (order, literals the statement carries, the
+    type's bind processing, e.g. datetimes as SQLite text)."""
+
+    def __init__(self, statement: Executable, dialect: Any) -> None:
+        compiled = statement.compile(dialect=dialect)
+        if compiled.literal_execute_params or compiled.post_compile_params:
+            # IN-lists and literal_execute parameters are rendered per call: not cacheable.
+            raise ValueError("a lean statement cannot have parameters rendered per call")
+        self.sql = str(compiled)
+        self.positional = bool(compiled.positional)
+        names = list(compiled.positiontup or ()) if self.positional else list(compiled.binds)
+        self.names = names
+        self.fixed: dict[str, Any] = {}
+        self.processors: dict[str, Any] = {}
+        for name in names:
+            bind = compiled.binds[name]
+            if not bind.required and bind.callable is None:
+                self.fixed[name] = bind.effective_value
+            processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            if processor is not None:
+                self.processors[name] = processor
+
+    def driver_parameters(self, params: dict[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
+        values = {}
+        for name in self.names:
+            value = params[name] if name in params else self.fixed[name]
+            processor = self.processors.get(name)
+            values[name] = processor(value) if processor is not None else value
+        return tuple(values[name] for name in self.names) if self.positional else values
+
+
+class LeanWrite:
+    """One write transaction on a pooled driver connection, without an ORM session.
+
+    For hot paths (picking an address): statements are compiled once per Database and run
+    straight on the driver's cursor. Rows come back as the driver returns them (tuples,
+    no result type processing), so RETURNING should name ints and strings.
+    """
+
+    def __init__(self, database: Database, cursor: Any) -> None:
+        self.database = database
+        self.cursor = cursor
+        self.dialect_name = database.engine.dialect.name
+
+    def execute(self, statement: Executable, params: dict[str, Any] | None = None) -> list[Any]:
+        """Run a long-lived statement (module-level or cached: it is compiled once and kept
+        by identity) and return its rows (empty for a statement without rows)."""
+        lean = self.database.lean_statement(statement)
+        self.cursor.execute(lean.sql, lean.driver_parameters(params or {}))
+        return self.cursor.fetchall() if self.cursor.description is not None else []
+
+    def first(self, statement: Executable, params: dict[str, Any] | None = None) -> Any | None:
+        rows = self.execute(statement, params)
+        return rows[0] if rows else None
+
+
 class Database:
     """An engine plus the two kinds of session Stratus uses: reads and writes."""
 
@@ -61,6 +120,9 @@ class Database:
                 "or postgresql://user@host/dbname"
             ) from None
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        # id(statement) -> (statement, compiled form): the statement is kept alive so that
+        # its id is never reused by another object.
+        self._lean: dict[int, tuple[Executable, LeanStatement]] = {}
         if self.is_sqlite:
             self.engine = self._sqlite_engine(parsed.database, echo)
         else:
@@ -130,6 +192,52 @@ class Database:
             except BaseException:
                 session.rollback()
                 raise
+
+    def lean_statement(self, statement: Executable) -> LeanStatement:
+        cached = self._lean.get(id(statement))
+        if cached is None:
+            cached = (statement, LeanStatement(statement, self.engine.dialect))
+            self._lean[id(statement)] = cached
+        return cached[1]
+
+    @contextmanager
+    def lean_write(self) -> Iterator[LeanWrite]:
+        """The same one write transaction as write() (BEGIN IMMEDIATE on SQLite; on
+        PostgreSQL the driver opens it), on a pooled driver connection with no Session:
+        committed when the block ends, rolled back on any error. Driver errors are raised
+        as SQLAlchemy's (IntegrityError ...); an unusable database as DatabaseUnavailable.
+        """
+        dialect = self.engine.dialect
+        dbapi_error = dialect.loaded_dbapi.Error
+        try:
+            connection = self.engine.raw_connection()
+        except OperationalError as exc:
+            raise self.unavailable(exc) from exc
+        try:
+            cursor = connection.cursor()
+            try:
+                if self.is_sqlite:
+                    cursor.execute("BEGIN IMMEDIATE")
+                yield LeanWrite(self, cursor)
+                connection.commit()
+            except BaseException as exc:
+                try:
+                    connection.rollback()
+                except dbapi_error:
+                    connection.invalidate()  # the connection is gone: never reuse it
+                if isinstance(exc, dbapi_error):
+                    if dialect.is_disconnect(exc, connection.dbapi_connection, cursor):
+                        connection.invalidate()
+                    wrapped = DBAPIError.instance(None, None, exc, dbapi_error)
+                    if isinstance(wrapped, OperationalError):
+                        raise self.unavailable(wrapped) from exc
+                    raise wrapped from exc
+                raise
+            finally:
+                with suppress(dbapi_error):
+                    cursor.close()
+        finally:
+            connection.close()  # back to the pool
 
     def unavailable(self, exc: OperationalError) -> DatabaseUnavailable:
         reason = str(exc.orig).strip() if exc.orig is not None else str(exc)

@@ -349,15 +349,17 @@ def take_public_ip(
                 PublicIpAddress.network_id == network.id, col(PublicIpAddress.source_nat)
             )
         ).first()
-    values = {
+    values: dict[str, Any] = {
         "state": IpAddressState.ALLOCATED,
         "account_id": account.id,
         "domain_id": account.domain_id,
-        "network_id": network.id if network else None,
-        "source_nat": network is not None and has_snat is None,
         "allocated": now(),
-        "quarantine_until": None,
     }
+    # A free row already holds no network, no source NAT and no quarantine time (every
+    # path back to Free sets _released_values()); setting them again would only cost
+    # index updates (network_id is indexed).
+    if network is not None:
+        values |= {"network_id": network.id, "source_nat": has_snat is None}
     ranges, expired = _serving(session, zone.id, account)  # type: ignore[arg-type]
     if address is not None:
         value = int(parse_ipv4(label, address, field="address", what="public address"))
