@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -48,6 +49,9 @@ def redacted(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+_MISSING: Any = object()
+
+
 class LeanStatement:
     """A Core statement compiled once for one dialect: its SQL text, and how to turn the
     caller's parameters into the driver's (order, literals the statement carries, the
@@ -62,27 +66,26 @@ class LeanStatement:
         self.positional = bool(compiled.positional)
         names = list(compiled.positiontup or ()) if self.positional else list(compiled.binds)
         self.names = names
-        self.fixed: dict[str, Any] = {}
-        self.processors: dict[str, Any] = {}
+        # One slot per driver parameter: (name, bind processor or None, fixed value).
+        self.slots: list[tuple[str, Any, Any]] = []
         for name in names:
             bind = compiled.binds[name]
-            if not bind.required and bind.callable is None:
-                self.fixed[name] = bind.effective_value
+            fixed = bind.effective_value if not bind.required else _MISSING
             processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
-            if processor is not None:
-                self.processors[name] = processor
+            self.slots.append((name, processor, fixed))
 
     def driver_parameters(self, params: dict[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
-        values = {}
-        for name in self.names:
-            value = params[name] if name in params else self.fixed[name]
-            processor = self.processors.get(name)
-            values[name] = processor(value) if processor is not None else value
-        return tuple(values[name] for name in self.names) if self.positional else values
+        values = []
+        for name, processor, fixed in self.slots:
+            value = params.get(name, fixed)
+            if value is _MISSING:
+                raise KeyError(f"lean statement: no value for parameter '{name}'")
+            values.append(processor(value) if processor is not None else value)
+        return tuple(values) if self.positional else dict(zip(self.names, values, strict=True))
 
 
 class LeanWrite:
-    """One write transaction on a pooled driver connection, without an ORM session.
+    """One write transaction on a driver connection, without an ORM session.
 
     For hot paths (picking an address): statements are compiled once per Database and run
     straight on the driver's cursor. Rows come back as the driver returns them (tuples,
@@ -123,6 +126,11 @@ class Database:
         # id(statement) -> (statement, compiled form): the statement is kept alive so that
         # its id is never reused by another object.
         self._lean: dict[int, tuple[Executable, LeanStatement]] = {}
+        # SQLite: each thread keeps one driver connection for lean writes (see lean_write).
+        self._held = threading.local()
+        self._held_all: list[Any] = []
+        self._held_lock = threading.Lock()
+        self._held_generation = 0
         if self.is_sqlite:
             self.engine = self._sqlite_engine(parsed.database, echo)
         else:
@@ -200,23 +208,52 @@ class Database:
             self._lean[id(statement)] = cached
         return cached[1]
 
+    def _lean_connection(self) -> tuple[Any, bool]:
+        """(connection, pooled). SQLite: this thread's own connection, kept out of the pool
+        (a local file never goes stale; checking a connection out of the pool and back
+        costs about a third of what a whole allocation does). A forked child or a disposed
+        Database opens a new one. PostgreSQL: from the pool, with its pre-ping."""
+        if not self.is_sqlite:
+            return self.engine.raw_connection(), True
+        key = (os.getpid(), self._held_generation)
+        held = getattr(self._held, "connection", None)
+        if held is not None and held[0] == key:
+            return held[1], False
+        connection = self.engine.raw_connection()
+        connection.detach()  # out of the pool's accounting: this thread owns it
+        self._held.connection = (key, connection)
+        with self._held_lock:
+            self._held_all.append(connection)
+        return connection, False
+
+    def _drop_held(self, connection: Any) -> None:
+        self._held.connection = None
+        with self._held_lock:
+            if connection in self._held_all:
+                self._held_all.remove(connection)
+        with suppress(Exception):
+            connection.close()
+
     @contextmanager
     def lean_write(self) -> Iterator[LeanWrite]:
         """The same one write transaction as write() (BEGIN IMMEDIATE on SQLite; on
-        PostgreSQL the driver opens it), on a pooled driver connection with no Session:
+        PostgreSQL the driver opens it), on a driver connection with no Session:
         committed when the block ends, rolled back on any error. Driver errors are raised
         as SQLAlchemy's (IntegrityError ...); an unusable database as DatabaseUnavailable.
+        Do not nest it, nor open write() inside it: on SQLite the inner one would wait
+        for the outer one's lock.
         """
         dialect = self.engine.dialect
         dbapi_error = dialect.loaded_dbapi.Error
         try:
-            connection = self.engine.raw_connection()
+            connection, pooled = self._lean_connection()
         except OperationalError as exc:
             raise self.unavailable(exc) from exc
+        broken = False
         try:
             cursor = connection.cursor()
             try:
-                if self.is_sqlite:
+                if not pooled:
                     cursor.execute("BEGIN IMMEDIATE")
                 yield LeanWrite(self, cursor)
                 connection.commit()
@@ -224,10 +261,11 @@ class Database:
                 try:
                     connection.rollback()
                 except dbapi_error:
-                    connection.invalidate()  # the connection is gone: never reuse it
+                    broken = True  # the connection is gone: never reuse it
                 if isinstance(exc, dbapi_error):
-                    if dialect.is_disconnect(exc, connection.dbapi_connection, cursor):
-                        connection.invalidate()
+                    broken = broken or dialect.is_disconnect(
+                        exc, connection.dbapi_connection, cursor
+                    )
                     wrapped = DBAPIError.instance(None, None, exc, dbapi_error)
                     if isinstance(wrapped, OperationalError):
                         raise self.unavailable(wrapped) from exc
@@ -237,7 +275,12 @@ class Database:
                 with suppress(dbapi_error):
                     cursor.close()
         finally:
-            connection.close()  # back to the pool
+            if pooled:
+                if broken:
+                    connection.invalidate()
+                connection.close()  # back to the pool
+            elif broken:
+                self._drop_held(connection)
 
     def unavailable(self, exc: OperationalError) -> DatabaseUnavailable:
         reason = str(exc.orig).strip() if exc.orig is not None else str(exc)
@@ -260,6 +303,12 @@ class Database:
             raise self.unavailable(exc) from exc
 
     def dispose(self) -> None:
+        with self._held_lock:
+            held, self._held_all = self._held_all, []
+            self._held_generation += 1
+        for connection in held:
+            with suppress(Exception):
+                connection.close()
         self.engine.dispose()
 
     def __repr__(self) -> str:
