@@ -73,6 +73,25 @@ class LeanStatement:
             fixed = bind.effective_value if not bind.required else _MISSING
             processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
             self.slots.append((name, processor, fixed))
+        # The rows' columns (a SELECT's, or an UPDATE/INSERT's RETURNING) and their result
+        # processing (SQLite gives datetimes as text and booleans as ints); None: as is.
+        columns = list(getattr(statement, "exported_columns", ()))
+        self.columns = [column.key for column in columns]
+        processors = [
+            column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns
+        ]
+        self.row_processors = processors if any(processors) else None
+
+    def rows(self, raw: list[Any]) -> list[Any]:
+        processors = self.row_processors
+        if processors is None:
+            return raw
+        return [
+            tuple(
+                value if p is None else p(value) for p, value in zip(processors, row, strict=True)
+            )
+            for row in raw
+        ]
 
     def driver_parameters(self, params: dict[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
         values = []
@@ -88,8 +107,8 @@ class LeanWrite:
     """One write transaction on a driver connection, without an ORM session.
 
     For hot paths (picking an address): statements are compiled once per Database and run
-    straight on the driver's cursor. Rows come back as the driver returns them (tuples,
-    no result type processing), so RETURNING should name ints and strings.
+    straight on the driver's cursor. Rows come back as tuples, through the column types'
+    result processing (datetimes, booleans) as a Session would give them.
     """
 
     def __init__(self, database: Database, cursor: Any) -> None:
@@ -102,7 +121,13 @@ class LeanWrite:
         by identity) and return its rows (empty for a statement without rows)."""
         lean = self.database.lean_statement(statement)
         self.cursor.execute(lean.sql, lean.driver_parameters(params or {}))
-        return self.cursor.fetchall() if self.cursor.description is not None else []
+        if self.cursor.description is None:
+            return []
+        return lean.rows(self.cursor.fetchall())
+
+    def columns(self, statement: Executable) -> list[str]:
+        """The keys of the statement's row columns, in order."""
+        return self.database.lean_statement(statement).columns
 
     def first(self, statement: Executable, params: dict[str, Any] | None = None) -> Any | None:
         rows = self.execute(statement, params)
