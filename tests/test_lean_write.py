@@ -1,18 +1,24 @@
 """Database.lean_write(): the Session-free write transaction the allocation hot path uses.
 Commits when the block ends, writes nothing on any error, and runs the same picking
-statement as a Session, on SQLite and on PostgreSQL."""
+statement as a Session, on SQLite and on PostgreSQL; and associate_public_ip's next-free
+path, which runs on it."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
+from helpers import rejects
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from engine.bootstrap import Cloud
+from engine.errors import InvalidParameter, NotFound
 from engine.ipam import public
 from engine.ipam.allocation import take_from_pools, take_next_free
+from engine.ipam.errors import AddressExhausted
 from engine.models import Event, IpAddressState, PublicIpAddress
 from engine.topology import create_zone
 
@@ -140,3 +146,75 @@ def test_lean_write_refuses_statements_rendered_per_call(cloud: Cloud) -> None:
     in_list = select(_TABLE.c.id).where(_TABLE.c.id.in_(bindparam("ids", expanding=True)))
     with pytest.raises(ValueError, match="rendered per call"), cloud.db.lean_write() as tx:
         tx.execute(in_list, {"ids": [1, 2]})
+
+
+# --- associate_public_ip's hot path (next free address, no network) on the lean path ---
+
+
+def test_associate_returns_the_row_as_stored_and_its_event(any_cloud: Cloud) -> None:
+    _range(any_cloud)
+    got = public.associate_public_ip(any_cloud.admin, "z1")  # by zone name, own account
+    with any_cloud.db.read() as session:
+        stored = session.get(PublicIpAddress, got.id)
+        events = session.execute(
+            select(Event.resource_uuid, Event.description).where(Event.event_type == "NET.IPASSIGN")
+        ).all()
+    assert stored is not None
+    assert got.model_dump() == stored.model_dump()
+    assert (got.address, got.state, got.account_id) == ("10.9.0.2", "Allocated", 1)
+    assert got.allocated is not None and got.network_id is None and got.source_nat is False
+    assert events == [(got.uuid, "associated 10.9.0.2 with account 'admin'")]
+
+
+def test_associate_writes_nothing_when_its_audit_event_fails(cloud: Cloud, monkeypatch) -> None:
+    _range(cloud)
+    before = _states(cloud)
+
+    def broken_event(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("event store broken")
+
+    monkeypatch.setattr(public, "record_event_lean", broken_event)
+    with pytest.raises(RuntimeError, match="event store broken"):
+        public.associate_public_ip(cloud.admin, "z1")
+    assert _states(cloud) == before
+
+
+def test_associate_on_a_full_range_is_the_typed_error_and_writes_nothing(any_cloud: Cloud):
+    _range(any_cloud)
+    for _ in range(5):
+        public.associate_public_ip(any_cloud.admin, "z1")
+    with rejects(any_cloud, AddressExhausted, "10.9.0.2-10.9.0.6 (5 addresses)", "'admin'"):
+        public.associate_public_ip(any_cloud.admin, "z1")
+
+
+def test_associate_answers_bad_references_with_the_resolvers_errors(cloud: Cloud) -> None:
+    _range(cloud)
+    with rejects(cloud, NotFound, "zone 'nowhere' does not exist"):
+        public.associate_public_ip(cloud.admin, "nowhere")
+    with rejects(cloud, NotFound, "account 'nobody' does not exist"):
+        public.associate_public_ip(cloud.admin, "z1", account_ref="nobody")
+    accountless = replace(cloud.admin, account_id=None)
+    with rejects(cloud, InvalidParameter, "an account is required"):
+        public.associate_public_ip(accountless, "z1")
+
+
+def test_threads_sharing_one_database_never_share_an_address(cloud: Cloud) -> None:
+    """Each thread keeps its own SQLite connection for lean writes; BEGIN IMMEDIATE
+    serialises them."""
+    zone = create_zone(cloud.admin, "z1", dns1="8.8.8.8")
+    public.create_public_ip_range(
+        cloud.admin,
+        zone.uuid,
+        gateway="10.8.0.1",
+        netmask="25",
+        start_ip="10.8.0.2",
+        end_ip="10.8.0.126",
+    )
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        got = list(
+            pool.map(lambda _: public.associate_public_ip(cloud.admin, "z1").address, range(80))
+        )
+    assert len(set(got)) == 80
+    # Disposing closes every thread's connection; the next lean write opens a new one.
+    cloud.db.dispose()
+    assert public.associate_public_ip(cloud.admin, "z1").address not in got
