@@ -23,7 +23,8 @@ machine noise hits all alike:
 - for information: a plain `UPDATE … WHERE id = ?` of a non-indexed column committed on a
   held connection (the literal "one plain UPDATE" floor), and the same primitive in an ORM
   Session transaction (Database.write()), the path it took before the lean one;
-- service: public.associate_public_ip (resolves, dedicated-range order, audit event).
+- service: public.associate_public_ip (resolves zone and account, dedicated-range order,
+  picking UPDATE, audit event, all in one lean write transaction).
 
 Each timed allocation is undone untimed, so the fill level stays put. Then each range is
 filled completely and the typed AddressExhausted error is timed (service and primitive).

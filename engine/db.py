@@ -5,6 +5,10 @@ a busy timeout, foreign keys on, and write transactions that start with BEGIN IM
 that concurrent writers queue on the busy timeout instead of failing half-way with
 "database is locked" when a deferred transaction tries to upgrade its lock.
 PostgreSQL (several management servers on one database) goes through the same code path.
+
+Hot paths (allocating an address) may use lean_write() instead of write(): the same one
+BEGIN IMMEDIATE transaction, run on a driver connection with statements compiled once and
+no ORM Session, whose bookkeeping costs several times what such a statement does.
 """
 
 from __future__ import annotations
