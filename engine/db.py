@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -156,8 +157,9 @@ class Database:
         # its id is never reused by another object.
         self._lean: dict[int, tuple[Executable, LeanStatement]] = {}
         # SQLite: each thread keeps one driver connection for lean writes (see lean_write).
+        # Weakly listed, so a finished thread's connection closes with its thread-local.
         self._held = threading.local()
-        self._held_all: list[Any] = []
+        self._held_all: weakref.WeakSet[Any] = weakref.WeakSet()
         self._held_lock = threading.Lock()
         self._held_generation = 0
         if self.is_sqlite:
@@ -252,14 +254,13 @@ class Database:
         connection.detach()  # out of the pool's accounting: this thread owns it
         self._held.connection = (key, connection)
         with self._held_lock:
-            self._held_all.append(connection)
+            self._held_all.add(connection)
         return connection, False
 
     def _drop_held(self, connection: Any) -> None:
         self._held.connection = None
         with self._held_lock:
-            if connection in self._held_all:
-                self._held_all.remove(connection)
+            self._held_all.discard(connection)
         with suppress(Exception):
             connection.close()
 
@@ -278,6 +279,10 @@ class Database:
             connection, pooled = self._lean_connection()
         except OperationalError as exc:
             raise self.unavailable(exc) from exc
+        if not pooled and connection.dbapi_connection.in_transaction:
+            # Nested in this thread's open lean write: BEGIN would fail and the rollback
+            # would end the outer transaction, leaving it to run in autocommit.
+            raise RuntimeError("lean_write() is already open in this thread; do not nest it")
         broken = False
         try:
             cursor = connection.cursor()
@@ -333,7 +338,7 @@ class Database:
 
     def dispose(self) -> None:
         with self._held_lock:
-            held, self._held_all = self._held_all, []
+            held, self._held_all = list(self._held_all), weakref.WeakSet()
             self._held_generation += 1
         for connection in held:
             with suppress(Exception):

@@ -218,3 +218,16 @@ def test_threads_sharing_one_database_never_share_an_address(cloud: Cloud) -> No
     # Disposing closes every thread's connection; the next lean write opens a new one.
     cloud.db.dispose()
     assert public.associate_public_ip(cloud.admin, "z1").address not in got
+
+
+def test_a_nested_lean_write_is_refused_and_leaves_the_outer_one_whole(cloud: Cloud) -> None:
+    range_id = _range(cloud)
+    before = _states(cloud)
+    with pytest.raises(RuntimeError, match="boom"), cloud.db.lean_write() as tx:
+        assert take_next_free(tx, "public", range_id, {"state": "Allocated"}) is not None
+        with pytest.raises(RuntimeError, match="do not nest"), cloud.db.lean_write():
+            pass
+        # Still the outer transaction: what follows rolls back with it.
+        assert take_next_free(tx, "public", range_id, {"state": "Allocated"}) is not None
+        raise RuntimeError("boom")
+    assert _states(cloud) == before
