@@ -12,8 +12,12 @@ The outer `state = 'Free'` re-check plus the unique constraints make a double ha
 impossible: on SQLite writers are serialised (BEGIN IMMEDIATE); on PostgreSQL the row
 lock taken by FOR UPDATE SKIP LOCKED keeps concurrent servers off the same row.
 
-The functions here run inside the caller's transaction (a Session), so a multi-step
-operation (deploy: place → addresses → volumes) commits or rolls back all of it.
+The functions here run inside the caller's transaction, so a multi-step operation
+(deploy: place → addresses → volumes) commits or rolls back all of it. That transaction is
+an ORM Session (Database.write()) or, on hot paths, a LeanWrite (Database.lean_write():
+the same BEGIN IMMEDIATE transaction on a pooled driver connection, without the Session's
+bookkeeping, which costs several times what the statement itself does on SQLite). Every
+statement here is built once per shape, so the lean path compiles it once.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from typing import Any
 from sqlalchemy import Table, Update, bindparam, func, select, update
 from sqlmodel import Session
 
+from engine.db import LeanWrite
 from engine.models import (
     GuestIpAddress,
     IpAddressState,
@@ -36,6 +41,9 @@ from engine.models import (
 
 FREE = IpAddressState.FREE
 
+# An ORM session or a lean driver transaction: the primitives run in either.
+Transaction = Session | LeanWrite
+
 # Each pool kind: (table, pool column, ordered value column, returned text column).
 _POOLS: dict[str, tuple[Table, str, str, str]] = {
     "public": (PublicIpAddress.__table__, "range_id", "ip_int", "address"),  # type: ignore[attr-defined]
@@ -45,13 +53,22 @@ _POOLS: dict[str, tuple[Table, str, str, str]] = {
 }
 
 
+def _first(tx: Transaction, statement: Any, params: dict[str, Any]) -> Any | None:
+    if isinstance(tx, LeanWrite):
+        return tx.first(statement, params)
+    return tx.execute(statement, params).first()
+
+
 def take_next_free(
-    session: Session, kind: str, pool_id: int, values: dict[str, Any]
+    tx: Transaction, kind: str, pool_id: int, values: dict[str, Any]
 ) -> tuple[int, Any] | None:
-    """Mark the lowest free row of the pool with `values`; (row id, value) or None if full."""
+    """Mark the lowest free row of the pool with `values`; (row id, value) or None if full.
+
+    Set only what differs from a free row (state, owner…): each column set that an index
+    holds costs an index update."""
     statement = next_free_statement(kind, tuple(sorted(values)))
     params = {"pool_id": pool_id, **{f"set_{k}": v for k, v in values.items()}}
-    row = session.execute(statement, params).first()
+    row = _first(tx, statement, params)
     return (row[0], row[1]) if row is not None else None
 
 
@@ -96,18 +113,27 @@ def take_exact(
     return row[0] if row is not None else None
 
 
-def count_free(session: Session, kind: str, pool_id: int) -> int:
+@lru_cache(maxsize=8)
+def _count_free_statement(kind: str) -> Any:
     table, pool_col, _, _ = _POOLS[kind]
     free = FREE if kind != "vni" else VniState.FREE
-    return session.execute(
+    return (
         select(func.count())
         .select_from(table)
-        .where(table.c[pool_col] == pool_id, table.c.state == free)
-    ).scalar_one()
+        .where(table.c[pool_col] == bindparam("pool_id"), table.c.state == free)
+    )
+
+
+def count_free(tx: Transaction, kind: str, pool_id: int) -> int:
+    return _first(tx, _count_free_statement(kind), {"pool_id": pool_id})[0]
+
+
+def _dialect_name(tx: Transaction) -> str:
+    return tx.dialect_name if isinstance(tx, LeanWrite) else tx.get_bind().dialect.name
 
 
 def take_from_pools(
-    session: Session,
+    tx: Transaction,
     kind: str,
     pool_ids: list[int],
     values: dict[str, Any],
@@ -120,13 +146,13 @@ def take_from_pools(
     so an apparently full pool that still counts free rows is tried again. `before_retry`
     may free rows (expired quarantines) and returns how many it freed.
     """
-    skips_locked = session.get_bind().dialect.name != "sqlite"
+    skips_locked = _dialect_name(tx) != "sqlite"
     for pool_id in pool_ids:
         for _attempt in range(5):
-            taken = take_next_free(session, kind, pool_id, values)
+            taken = take_next_free(tx, kind, pool_id, values)
             if taken is not None:
                 return (pool_id, *taken)
             freed = before_retry(pool_id) if before_retry is not None else 0
-            if not freed and not (skips_locked and count_free(session, kind, pool_id)):
+            if not freed and not (skips_locked and count_free(tx, kind, pool_id)):
                 break
     return None

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 from datetime import timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import and_, bindparam, delete, func, or_, update
 from sqlmodel import Session, col, select
 
 from engine.context import Caller
-from engine.db import Database
+from engine.db import Database, LeanWrite
 from engine.errors import InUse, InvalidParameter, NotFound, StateConflict
-from engine.events import record_event
+from engine.events import record_event, record_event_lean
 from engine.ipam.addressing import check_no_overlap, ip_text, parse_subnet, zone_spans
 from engine.ipam.allocation import take_exact, take_from_pools
 from engine.ipam.common import Named, caller_account, insert_rows, now, resolve_domain, with_uuids
@@ -240,16 +240,11 @@ def _serving_ranges_query() -> Any:
     # Built once: a query built per call costs more than running it. The second column
     # says whether the range holds quarantined addresses whose time is up (an index probe),
     # so a full range costs no extra statement when it has none.
-    expired = (
-        select(PublicIpAddress.id)
-        .where(
-            PublicIpAddress.range_id == PublicIpRange.id,
-            PublicIpAddress.state == IpAddressState.RELEASING,
-            col(PublicIpAddress.quarantine_until) <= bindparam("q_now"),
-        )
-        .exists()
-    )
-    return select(PublicIpRange, expired).where(
+    return select(PublicIpRange, _expired_column()).where(*_serving_criteria())
+
+
+def _serving_criteria() -> tuple[Any, ...]:
+    return (
         PublicIpRange.zone_id == bindparam("zone_id"),
         col(PublicIpRange.for_system).is_(False),
         or_(
@@ -261,6 +256,24 @@ def _serving_ranges_query() -> Any:
             and_(col(PublicIpRange.account_id).is_(None), col(PublicIpRange.domain_id).is_(None)),
         ),
     )
+
+
+def _expired_column() -> Any:
+    return (
+        select(PublicIpAddress.id)
+        .where(
+            PublicIpAddress.range_id == PublicIpRange.id,
+            PublicIpAddress.state == IpAddressState.RELEASING,
+            col(PublicIpAddress.quarantine_until) <= bindparam("q_now"),
+        )
+        .exists()
+    )
+
+
+def _tier(rng: Any) -> tuple[int, int]:
+    """Dedicated to the account first, then to its domain, then the shared pool."""
+    rank = 0 if rng.account_id is not None else 1 if rng.domain_id is not None else 2
+    return rank, rng.start_int
 
 
 def _serving(
@@ -276,11 +289,7 @@ def _serving(
         },
     ).all()
 
-    def tier(rng: PublicIpRange) -> tuple[int, int]:
-        rank = 0 if rng.account_id is not None else 1 if rng.domain_id is not None else 2
-        return rank, rng.start_int
-
-    ranges = sorted((rng for rng, _ in rows), key=tier)
+    ranges = sorted((rng for rng, _ in rows), key=_tier)
     return ranges, {rng.id for rng, expired in rows if expired}  # type: ignore[misc]
 
 
@@ -324,6 +333,28 @@ def _released_values() -> dict[str, Any]:
     }
 
 
+def _allocated_values(account_id: int, domain_id: int) -> dict[str, Any]:
+    # A free row already holds no network, no source NAT and no quarantine time (every
+    # path back to Free sets _released_values()); setting them again would only cost
+    # index updates (network_id is indexed).
+    return {
+        "state": IpAddressState.ALLOCATED,
+        "account_id": account_id,
+        "domain_id": domain_id,
+        "allocated": now(),
+    }
+
+
+def _exhausted(zone_name: str, label: str, ranges: list[Any]) -> AddressExhausted:
+    if not ranges:
+        return AddressExhausted(f"zone '{zone_name}' has no public IP range that serves {label}")
+    listed = ", ".join(f"{r.start_ip}-{r.end_ip} ({r.size} addresses)" for r in ranges)
+    return AddressExhausted(
+        f"zone '{zone_name}': no free public IP for {label}; every address of "
+        f"public IP range{'s' if len(ranges) > 1 else ''} {listed} is taken"
+    )
+
+
 def take_public_ip(
     session: Session,
     zone: Zone,
@@ -349,15 +380,9 @@ def take_public_ip(
                 PublicIpAddress.network_id == network.id, col(PublicIpAddress.source_nat)
             )
         ).first()
-    values = {
-        "state": IpAddressState.ALLOCATED,
-        "account_id": account.id,
-        "domain_id": account.domain_id,
-        "network_id": network.id if network else None,
-        "source_nat": network is not None and has_snat is None,
-        "allocated": now(),
-        "quarantine_until": None,
-    }
+    values = _allocated_values(account.id, account.domain_id)  # type: ignore[arg-type]
+    if network is not None:
+        values |= {"network_id": network.id, "source_nat": has_snat is None}
     ranges, expired = _serving(session, zone.id, account)  # type: ignore[arg-type]
     if address is not None:
         value = int(parse_ipv4(label, address, field="address", what="public address"))
@@ -378,15 +403,7 @@ def take_public_ip(
             before_retry=lambda rid: _expire_quarantine(session, rid) if rid in expired else 0,
         )
         if taken is None:
-            if not ranges:
-                raise AddressExhausted(
-                    f"zone '{zone.name}' has no public IP range that serves {label}"
-                )
-            listed = ", ".join(f"{r.start_ip}-{r.end_ip} ({r.size} addresses)" for r in ranges)
-            raise AddressExhausted(
-                f"zone '{zone.name}': no free public IP for {label}; every address of "
-                f"public IP range{'s' if len(ranges) > 1 else ''} {listed} is taken"
-            )
+            raise _exhausted(zone.name, label, ranges)
         row_id = taken[1]
     # Fresh from the database: the row was changed by a Core UPDATE, not through the ORM.
     return session.exec(
@@ -430,6 +447,10 @@ def associate_public_ip(
     address: str | None = None,
 ) -> PublicIpAddress:
     """Give the account a public address (the requested one, or the next free)."""
+    if network_ref is None and address is None:
+        fast = _associate_next_free(caller, zone_ref, account_ref)
+        if fast is not None:
+            return fast
     with caller.db.write() as session:
         zone = resolve(session, Zone, zone_ref, "zone", field="zone")
         account = caller_account(session, caller, account_ref)
@@ -447,6 +468,106 @@ def associate_public_ip(
             Named(row.uuid, row.address),
             f"associated {row.address} with account '{account.name}'"
             f"{' as source NAT' if row.source_nat else ''}",
+        )
+    return row
+
+
+class _LeanQueries(NamedTuple):
+    zone_by_uuid: Any
+    zone_by_name: Any
+    account_by_uuid: Any
+    account_by_name: Any
+    account_by_id: Any
+    serving: Any
+    address_by_id: Any
+
+
+class _ServingRange(NamedTuple):
+    id: int
+    account_id: int | None
+    domain_id: int | None
+    start_int: int
+    start_ip: str
+    end_ip: str
+    size: int
+    expired: bool
+
+
+@lru_cache(maxsize=1)
+def _lean_queries() -> _LeanQueries:
+    zone, account = Zone.__table__, Account.__table__  # type: ignore[attr-defined]
+    ranges = PublicIpRange.__table__  # type: ignore[attr-defined]
+    ref = bindparam("ref")
+    account_columns = (account.c.id, account.c.name, account.c.domain_id)
+    return _LeanQueries(
+        zone_by_uuid=select(zone.c.id, zone.c.name).where(zone.c.uuid == ref),
+        zone_by_name=select(zone.c.id, zone.c.name).where(zone.c.name == ref).limit(2),
+        account_by_uuid=select(*account_columns).where(account.c.uuid == ref),
+        account_by_name=select(*account_columns).where(account.c.name == ref).limit(2),
+        account_by_id=select(*account_columns).where(account.c.id == ref),
+        serving=select(
+            *(ranges.c[name] for name in _ServingRange._fields[:-1]), _expired_column()
+        ).where(*_serving_criteria()),
+        address_by_id=select(PublicIpAddress.__table__).where(  # type: ignore[attr-defined]
+            PublicIpAddress.id == bindparam("row_id")
+        ),
+    )
+
+
+def _lean_find(tx: LeanWrite, by_uuid: Any, by_name: Any, ref: Any) -> Any | None:
+    """resolve()'s rule (the UUID, else an unambiguous name) on a lean transaction; None
+    when it would raise, so the Session path answers with resolve()'s own error."""
+    text = str(getattr(ref, "uuid", ref)).strip()
+    if not text:
+        return None
+    found = tx.first(by_uuid, {"ref": text})
+    if found is not None:
+        return found
+    named = tx.execute(by_name, {"ref": text})
+    return named[0] if len(named) == 1 else None
+
+
+def _associate_next_free(
+    caller: Caller, zone_ref: str, account_ref: str | None
+) -> PublicIpAddress | None:
+    """associate_public_ip's hot path (the next free address, no network): the same reads,
+    picking UPDATE and audit event in one lean write transaction (Database.lean_write()),
+    without an ORM session. None when it cannot answer alone (an unknown or ambiguous
+    reference, a caller without an account, quarantined addresses due to expire): the
+    Session path then does the work or raises its typed error. Exhaustion is raised here."""
+    queries = _lean_queries()
+    with caller.db.lean_write() as tx:
+        zone = _lean_find(tx, queries.zone_by_uuid, queries.zone_by_name, zone_ref)
+        if account_ref is not None:
+            account = _lean_find(tx, queries.account_by_uuid, queries.account_by_name, account_ref)
+        elif caller.account_id is not None:
+            account = tx.first(queries.account_by_id, {"ref": caller.account_id})
+        else:
+            account = None
+        if zone is None or account is None:
+            return None
+        (zone_id, zone_name), (account_id, account_name, domain_id) = zone, account
+        params = {"zone_id": zone_id, "account_id": account_id, "domain_id": domain_id}
+        ranges = sorted(
+            (_ServingRange(*row) for row in tx.execute(queries.serving, params | {"q_now": now()})),
+            key=_tier,
+        )
+        if any(rng.expired for rng in ranges):
+            return None
+        label = f"account '{account_name}'"
+        values = _allocated_values(account_id, domain_id)
+        taken = take_from_pools(tx, "public", [rng.id for rng in ranges], values)
+        if taken is None:
+            raise _exhausted(zone_name, label, ranges)
+        fields = tx.first(queries.address_by_id, {"row_id": taken[1]})
+        row = PublicIpAddress(**dict(zip(tx.columns(queries.address_by_id), fields, strict=True)))
+        record_event_lean(
+            tx,
+            caller,
+            "NET.IPASSIGN",
+            "PublicIpAddress",
+            Named(row.uuid, row.address),
+            f"associated {row.address} with account '{account_name}'",
         )
     return row
 
