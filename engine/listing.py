@@ -279,8 +279,9 @@ def _views() -> dict[str, View]:
                 ),
                 Column("memory", "Memory", (VirtualMachine.memory_bytes,), _gib),
                 Column("instance", "Instance", (VirtualMachine.instance_name,)),
-                # No index on created: sorting 100,000 VMs by it would sort them all.
-                Column("created", "Created", (VirtualMachine.created,), _when),
+                # Indexed (ix_vm_created), as are (zone, name) and (cluster, name) for the
+                # scoped views: every sort pages as an index range.
+                Column("created", "Created", (VirtualMachine.created,), _when, True),
             ),
             # The name alone: its index then answers LIKE without reading the rows, so a
             # rare match in 100,000 VMs costs ~10 ms instead of ~120 ms.
@@ -305,7 +306,7 @@ def _views() -> dict[str, View]:
             key=Volume.uuid,
             tiebreak=Volume.id,
             columns=(
-                Column("name", "Name", (Volume.name,)),
+                Column("name", "Name", (Volume.name,), sortable=True),
                 Column("type", "Type", (Volume.volume_type,)),
                 Column("state", "State", (Volume.state,)),
                 Column("size", "Size", (Volume.size_bytes,), _gib),
@@ -315,8 +316,7 @@ def _views() -> dict[str, View]:
                 made(Volume),
             ),
             search=(Volume.name, Volume.state, Volume.volume_type),
-            # Volume has no name index: id order keeps every page an index range.
-            default_sort="id",
+            default_sort="name",  # ix_volume_name keeps every page an index range
             joins=(
                 (vm_of, vm_of.id == Volume.vm_id),
                 (pool_of, pool_of.id == Volume.pool_id),
