@@ -956,3 +956,5 @@ Index("ix_vm_zone_name", VirtualMachine.zone_id, VirtualMachine.name)
 Index("ix_vm_cluster_name", VirtualMachine.cluster_id, VirtualMachine.name)
 Index("ix_vm_created", VirtualMachine.created)
 Index("ix_volume_name", Volume.name)
+# Public addresses in address order across ranges (the console's :ips view).
+Index("ix_publicip_ip", PublicIpAddress.ip_int)
