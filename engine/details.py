@@ -17,7 +17,7 @@ from sqlmodel import Session, col, func, select
 from engine.capacity import CapacityRollup, Figure, capacity_rollups, zone_capacity
 from engine.context import Caller
 from engine.dashboard import EventLine, _event_line, pool_figures
-from engine.hosts.metrics import is_local, local_metrics
+from engine.hosts.metrics import HostSample, LocalMetrics, is_local, local_metrics
 from engine.lookup import resolve
 from engine.models import (
     Account,
@@ -54,21 +54,33 @@ def live_host_metrics(caller: Caller, host_uuid: str) -> dict[str, float] | None
     from the process-wide psutil sampler, started on first use. None for any other host
     (the console says it reports none); the console keeps the history for its sparklines.
     """
+    sampler = _local_sampler(caller, host_uuid)
+    if sampler is None:
+        return None
+    # The sampler thread takes its first sample right after starting; don't wait for it.
+    return _named(sampler.latest() or sampler.sample())
+
+
+def live_host_history(caller: Caller, host_uuid: str) -> list[dict[str, float]]:
+    """The sampler's earlier samples of a local host, oldest first ([] for other hosts):
+    the console starts its sparklines from them instead of from one point."""
+    sampler = _local_sampler(caller, host_uuid)
+    return [] if sampler is None else [_named(s) for s in sampler.history()]
+
+
+def _local_sampler(caller: Caller, host_uuid: str) -> LocalMetrics | None:
     with caller.db.read() as session:
         uri = session.exec(select(Host.uri).where(Host.uuid == host_uuid)).first()
-    if uri is None or not is_local(uri):
-        return None
-    sampler = local_metrics()
-    # The sampler thread takes its first sample right after starting; don't wait for it.
-    sample = sampler.latest() or sampler.sample()
-    disk = (
-        100.0 * sample.disk_used_bytes / sample.disk_total_bytes if sample.disk_total_bytes else 0.0
-    )
+    return local_metrics() if uri is not None and is_local(uri) else None
+
+
+def _named(sample: HostSample) -> dict[str, float]:
+    total = sample.disk_total_bytes
     return {
         "CPU %": sample.cpu_percent,
         "memory %": sample.memory_percent,
         "load 1m": sample.load_1,
-        "disk %": round(disk, 1),
+        "disk %": round(100.0 * sample.disk_used_bytes / total, 1) if total else 0.0,
     }
 
 
