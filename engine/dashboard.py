@@ -9,9 +9,9 @@ Every list is ordered (ORDER BY on every query) and capped; the totals say how m
 are beyond the cap. The queries are aggregates or capped lists, so the dashboard costs the
 same few queries at 10 or at 10,000 hosts.
 
-Public and private IP figures come from IPAM: `ip_utilisation_by_zone` is the hook that
-returns them per zone; until IPAM is wired in it returns nothing and the console shows
-"n/a".
+Public, private (pod management) and guest IP figures come from IPAM
+(`engine.ipam.utilisation.zone_ip_utilisation`, a few GROUP BY queries over the address
+rows) through `ip_utilisation_by_zone`.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from sqlmodel import Session, col, func, select
 from engine.capacity import CapacityRollup, Figure, capacity_rollups
 from engine.context import Caller
 from engine.events import list_events
+from engine.ipam.utilisation import zone_ip_utilisation
 from engine.models import (
     Cluster,
     Event,
@@ -72,13 +73,19 @@ class Utilisation(Protocol):
 
 
 def ip_utilisation_by_zone(caller: Caller, zone_uuids: list[str]) -> dict[str, dict[str, object]]:
-    """IPAM hook: {zone uuid: {"public" | "private" | "guest": Utilisation}}.
+    """{zone uuid: {"public" | "private" | "guest": Utilisation}} for the zones asked for.
 
-    Returns nothing until IPAM is merged; every zone then shows "n/a" for its addresses.
-    At merge, fill this from IPAM's per-zone utilisation (one entry per zone that has
-    ranges); nothing else in the dashboard or the console needs to change.
+    Every zone gets all three kinds (a zone without ranges has totals of 0); counted by
+    IPAM in the database, in the same read session as the zone ids' uuids.
     """
-    return {}
+    if not zone_uuids:
+        return {}
+    with caller.db.read() as session:
+        uuids = dict(
+            session.exec(select(Zone.id, Zone.uuid).where(col(Zone.uuid).in_(zone_uuids))).all()
+        )
+        by_id = zone_ip_utilisation(session)
+    return {uuids[zone_id]: dict(kinds) for zone_id, kinds in by_id.items() if zone_id in uuids}
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,12 @@ from sqlmodel import col, func, select
 
 from engine import offerings, paths, topology
 from engine.context import Caller
+from engine.demo_network import (
+    build_demo_networks,
+    give_demo_nics,
+    remove_demo_nics,
+    remove_zone_ipam,
+)
 from engine.errors import AlreadyExists, InUse, InvalidParameter
 from engine.events import record_event
 from engine.models import (
@@ -561,6 +567,7 @@ def build_demo(
                 f"{len(zone.clusters)} clusters, {n_hosts} hosts "
                 f"({perf_counter() - zone_started:.1f} s)"
             )
+        build_demo_networks(caller, built, say)
         service, disk = _build_offerings(caller, plan, say)
         wanted_vms = DEMO_VMS_PER_HOST * totals["hosts"] if vms is None else vms
         made_vms = add_demo_vms(caller, wanted_vms, progress=say)
@@ -809,6 +816,7 @@ def teardown_demo(caller: Caller, zone_names: Sequence[str]) -> int:
                 "not a simulated demo host: not tearing the demo down; remove that host first"
             )
         _remove_demo_vms(session, ids)  # the demo's own VMs go with it
+        remove_zone_ipam(session, ids)  # addresses and networks before their zones
         claimed = (
             Host.cpu_used_mhz
             + Host.cpu_reserved_mhz
@@ -1041,6 +1049,7 @@ def add_demo_vms(
             connection.execute(
                 _allocate(+1), [{"pool": p, "size": s} for p, s in allocated.items()]
             )
+        with_nics = give_demo_nics(session, vms, now)
         if vms:
             record_event(
                 session,
@@ -1050,7 +1059,15 @@ def add_demo_vms(
                 None,
                 f"demo: {len(vms)} Running VMs on {len(claimed)} hosts (database rows only)",
             )
-    say(f"{len(vms)} demo VMs on {len(claimed)} hosts ({perf_counter() - started:.1f} s)")
+    nic_note = (
+        ""
+        if with_nics == len(vms)
+        else f"; {len(vms) - with_nics} without a NIC (demo networks full)"
+    )
+    say(
+        f"{len(vms)} demo VMs on {len(claimed)} hosts, {with_nics} with a NIC{nic_note} "
+        f"({perf_counter() - started:.1f} s)"
+    )
     return len(vms)
 
 
@@ -1163,6 +1180,7 @@ def _remove_demo_vms(session: Any, zone_ids: list[int]) -> int:
         .group_by(Volume.pool_id)
     ).all()
     no_sync = {"synchronize_session": False}
+    remove_demo_nics(session, vm_ids)
     session.execute(delete(Volume).where(col(Volume.vm_id).in_(vm_ids)), execution_options=no_sync)
     session.execute(delete(VirtualMachine).where(in_zones, demo), execution_options=no_sync)
     connection = session.connection()

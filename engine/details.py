@@ -1,10 +1,9 @@
 """Detail views of one zone, pod, cluster, host or VM: facts, capacity, what runs there.
 
 Each service reads in one session and returns plain dataclasses; long lists (VMs, hosts)
-carry their first `limit` rows in name order plus the total. Two hooks stand where other
-parts of Stratus report: `live_host_metrics` (the hypervisor layer's per-host samples)
-and `vm_nics` (IPAM's NICs and addresses); until they are wired both return None and the
-console says so.
+carry their first `limit` rows in name order plus the total. Two parts come from other
+layers: `live_host_metrics` (the hypervisor layer's psutil sampler, for the host this
+process runs on) and `vm_nics` (IPAM's NICs joined with their guest networks).
 """
 
 from __future__ import annotations
@@ -18,15 +17,18 @@ from sqlmodel import Session, col, func, select
 from engine.capacity import CapacityRollup, Figure, capacity_rollups, zone_capacity
 from engine.context import Caller
 from engine.dashboard import EventLine, _event_line, pool_figures
+from engine.hosts.metrics import HostSample, LocalMetrics, is_local, local_metrics
 from engine.lookup import resolve
 from engine.models import (
     Account,
     Cluster,
     Event,
+    GuestNetwork,
     Host,
     HostStatus,
     HostTag,
     ImageStore,
+    Nic,
     Pod,
     ServiceOffering,
     StoragePool,
@@ -46,13 +48,40 @@ EVENTS = 10
 
 
 def live_host_metrics(caller: Caller, host_uuid: str) -> dict[str, float] | None:
-    """Hypervisor hook: the host's current samples by name ("CPU %", "memory %", ...).
+    """The host's latest live sample by name ("CPU %", "memory %", "load 1m", "disk %").
 
-    None means the host reports no live metrics (the console says so). At merge, fill this
-    from the hypervisor layer's per-host metrics; the console keeps the history and draws
-    one sparkline per name.
+    Only a host whose URI is this machine (`qemu:///system`) has live metrics: they come
+    from the process-wide psutil sampler, started on first use. None for any other host
+    (the console says it reports none); the console keeps the history for its sparklines.
     """
-    return None
+    sampler = _local_sampler(caller, host_uuid)
+    if sampler is None:
+        return None
+    # The sampler thread takes its first sample right after starting; don't wait for it.
+    return _named(sampler.latest() or sampler.sample())
+
+
+def live_host_history(caller: Caller, host_uuid: str) -> list[dict[str, float]]:
+    """The sampler's earlier samples of a local host, oldest first ([] for other hosts):
+    the console starts its sparklines from them instead of from one point."""
+    sampler = _local_sampler(caller, host_uuid)
+    return [] if sampler is None else [_named(s) for s in sampler.history()]
+
+
+def _local_sampler(caller: Caller, host_uuid: str) -> LocalMetrics | None:
+    with caller.db.read() as session:
+        uri = session.exec(select(Host.uri).where(Host.uuid == host_uuid)).first()
+    return local_metrics() if uri is not None and is_local(uri) else None
+
+
+def _named(sample: HostSample) -> dict[str, float]:
+    total = sample.disk_total_bytes
+    return {
+        "CPU %": sample.cpu_percent,
+        "memory %": sample.memory_percent,
+        "load 1m": sample.load_1,
+        "disk %": round(100.0 * sample.disk_used_bytes / total, 1) if total else 0.0,
+    }
 
 
 @dataclass(frozen=True)
@@ -64,9 +93,30 @@ class NicLine:
     is_default: bool = False
 
 
-def vm_nics(caller: Caller, vm_uuid: str) -> list[NicLine] | None:
-    """IPAM hook: the VM's NICs with their addresses; None until IPAM is wired ("n/a")."""
-    return None
+def vm_nics(caller: Caller, vm_uuid: str) -> list[NicLine]:
+    """The VM's NICs with their networks and addresses, in creation order (device 0 first).
+
+    Device ids are the NICs' order on the VM (IPAM keeps no device number). An empty list
+    is a VM without NICs (or no such VM).
+    """
+    with caller.db.read() as session:
+        rows = session.exec(
+            select(Nic.mac, Nic.address, Nic.ip6_address, Nic.is_default, GuestNetwork.name)
+            .join(GuestNetwork, col(GuestNetwork.id) == Nic.network_id)
+            .join(VirtualMachine, col(VirtualMachine.id) == Nic.vm_id)
+            .where(VirtualMachine.uuid == vm_uuid)
+            .order_by(col(Nic.id))
+        ).all()
+    return [
+        NicLine(
+            device_id=device,
+            network=network,
+            mac_address=mac,
+            ip_addresses=tuple(a for a in (address, ip6) if a),
+            is_default=bool(is_default),
+        )
+        for device, (mac, address, ip6, is_default, network) in enumerate(rows)
+    ]
 
 
 # --- shared pieces ---------------------------------------------------------------------
@@ -507,7 +557,7 @@ class VmDetail:
     template: str | None
     volumes: list[VolumeLine]
     events: list[EventLine]
-    # None until IPAM reports NICs ("n/a"); an empty list is a VM without NICs.
+    # An empty list is a VM without NICs (None: no address information, "n/a").
     nics: list[NicLine] | None
     created: datetime | None = None
 
@@ -548,7 +598,4 @@ def vm_detail(caller: Caller, vm_ref: str, *, events: int = EVENTS) -> VmDetail:
             nics=None,
             created=vm.created,
         )
-    nics = vm_nics(caller, vm.uuid)
-    if nics is None:
-        return detail
-    return VmDetail(**{**detail.__dict__, "nics": nics})
+    return VmDetail(**{**detail.__dict__, "nics": vm_nics(caller, vm.uuid)})

@@ -23,19 +23,27 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import and_, func, not_, or_, select
+from sqlalchemy import case as sql_case
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql import ColumnElement
 
 from engine.context import Caller
 from engine.errors import InvalidParameter, NotFound
 from engine.models import (
+    Account,
     Cluster,
     Configuration,
     Event,
+    GuestIpAddress,
+    GuestIpRange,
+    GuestNetwork,
     Host,
     ImageStore,
+    IpAddressState,
     Job,
     Pod,
+    PublicIpAddress,
+    PublicIpRange,
     StoragePool,
     Template,
     VirtualMachine,
@@ -82,6 +90,19 @@ def _when(value: Any) -> str:
     return str(value)
 
 
+def _vlan(isolation: Any, tag: Any) -> str:
+    """ "vlan 100", "vxlan 5000", "untagged" (no tag)."""
+    return f"{isolation} {tag}" if tag is not None else "untagged"
+
+
+def _range_and_vlan(start: Any, end: Any, isolation: Any, tag: Any) -> str:
+    return "" if start is None else f"{start}-{end} · {_vlan(isolation, tag)}"
+
+
+def _addresses(used: Any, total: Any) -> str:
+    return f"{int(used or 0):,} / {int(total or 0):,}"
+
+
 # --- view descriptions -----------------------------------------------------------------
 
 
@@ -123,6 +144,8 @@ class View:
     # The view Enter drills into, scoped to the selected row (its scope kind is `scope_as`).
     child: str | None = None
     scope_as: str | None = None
+    # The filter searches a joined table's column: counts then need the joins too.
+    search_joins: bool = False
 
     def column(self, column_id: str) -> Column:
         for column in self.columns:
@@ -145,6 +168,34 @@ def _views() -> dict[str, View]:
     host_of = aliased(Host)
     vm_of = aliased(VirtualMachine)
     pool_of = aliased(StoragePool)
+    account_of = aliased(Account)
+    range_of = aliased(PublicIpRange)
+
+    # A network's guest addresses and how many are taken: two counts per shown row over
+    # the (network, address) unique index, so a page costs its rows' address counts.
+    network_total = (
+        select(func.count())
+        .where(GuestIpAddress.network_id == GuestNetwork.id)
+        .correlate(GuestNetwork)
+        .scalar_subquery()
+    )
+    network_taken = (
+        select(
+            func.coalesce(
+                func.sum(sql_case((GuestIpAddress.state != IpAddressState.FREE, 1), else_=0)), 0
+            )
+        )
+        .where(GuestIpAddress.network_id == GuestNetwork.id)
+        .correlate(GuestNetwork)
+        .scalar_subquery()
+    )
+    # A Basic zone's network has no CIDR of its own: its pods' guest ranges carry them.
+    pod_ranges = (
+        select(func.count())
+        .where(GuestIpRange.network_id == GuestNetwork.id, GuestIpRange.pod_id.is_not(None))  # type: ignore[union-attr]
+        .correlate(GuestNetwork)
+        .scalar_subquery()
+    )
 
     def made(model: Any) -> Column:
         return Column("created", "Created", (model.created,), _when, True)
@@ -279,8 +330,9 @@ def _views() -> dict[str, View]:
                 ),
                 Column("memory", "Memory", (VirtualMachine.memory_bytes,), _gib),
                 Column("instance", "Instance", (VirtualMachine.instance_name,)),
-                # No index on created: sorting 100,000 VMs by it would sort them all.
-                Column("created", "Created", (VirtualMachine.created,), _when),
+                # Indexed (ix_vm_created), as are (zone, name) and (cluster, name) for the
+                # scoped views: every sort pages as an index range.
+                Column("created", "Created", (VirtualMachine.created,), _when, True),
             ),
             # The name alone: its index then answers LIKE without reading the rows, so a
             # rare match in 100,000 VMs costs ~10 ms instead of ~120 ms.
@@ -305,7 +357,7 @@ def _views() -> dict[str, View]:
             key=Volume.uuid,
             tiebreak=Volume.id,
             columns=(
-                Column("name", "Name", (Volume.name,)),
+                Column("name", "Name", (Volume.name,), sortable=True),
                 Column("type", "Type", (Volume.volume_type,)),
                 Column("state", "State", (Volume.state,)),
                 Column("size", "Size", (Volume.size_bytes,), _gib),
@@ -315,14 +367,108 @@ def _views() -> dict[str, View]:
                 made(Volume),
             ),
             search=(Volume.name, Volume.state, Volume.volume_type),
-            # Volume has no name index: id order keeps every page an index range.
-            default_sort="id",
+            default_sort="name",  # ix_volume_name keeps every page an index range
             joins=(
                 (vm_of, vm_of.id == Volume.vm_id),
                 (pool_of, pool_of.id == Volume.pool_id),
             ),
             scopes={"zone": Scope(Zone, Volume.zone_id), "vm": Scope(VirtualMachine, Volume.vm_id)},
             where=(Volume.removed.is_(None),),  # type: ignore[union-attr]
+        ),
+        View(
+            name="ips",
+            title="IP addresses",
+            singular="public IP address",
+            aliases=("ip", "addresses", "publicips"),
+            model=PublicIpAddress,
+            key=PublicIpAddress.uuid,
+            tiebreak=PublicIpAddress.id,
+            columns=(
+                # Sorted by the address as a number (ix_publicip_ip), shown as text.
+                Column(
+                    "address",
+                    "Address",
+                    (PublicIpAddress.ip_int, PublicIpAddress.address),
+                    lambda _value, text: text,
+                    True,
+                ),
+                Column("state", "State", (PublicIpAddress.state,)),
+                Column("zone", "Zone", (zone_of.name,)),
+                Column(
+                    "range",
+                    "Range / VLAN",
+                    (range_of.start_ip, range_of.end_ip, range_of.isolation, range_of.vlan_tag),
+                    _range_and_vlan,
+                ),
+                Column("account", "Account", (account_of.name,)),
+                Column(
+                    "snat",
+                    "Source NAT",
+                    (PublicIpAddress.source_nat,),
+                    lambda snat: "yes" if snat else "",
+                ),
+                Column("allocated", "Allocated", (PublicIpAddress.allocated,), _when),
+            ),
+            # The account through an outer join: NULL for unowned rows, whatever the column
+            # says, so coalesced here for `!filter` to keep them.
+            search=(
+                PublicIpAddress.address,
+                PublicIpAddress.state,
+                func.coalesce(account_of.name, ""),
+            ),
+            default_sort="address",
+            joins=(
+                (zone_of, zone_of.id == PublicIpAddress.zone_id),
+                (range_of, range_of.id == PublicIpAddress.range_id),
+                (account_of, account_of.id == PublicIpAddress.account_id),
+            ),
+            scopes={
+                "zone": Scope(Zone, PublicIpAddress.zone_id),
+                "network": Scope(GuestNetwork, PublicIpAddress.network_id),
+            },
+            search_joins=True,
+        ),
+        View(
+            name="nets",
+            title="Networks",
+            singular="network",
+            aliases=("net", "networks", "guestnetworks"),
+            model=GuestNetwork,
+            key=GuestNetwork.uuid,
+            tiebreak=GuestNetwork.id,
+            columns=(
+                Column("name", "Name", (GuestNetwork.name,), sortable=True),
+                Column("type", "Type", (GuestNetwork.guest_type,)),
+                Column("zone", "Zone", (zone_of.name,)),
+                Column(
+                    "cidr",
+                    "CIDR",
+                    (GuestNetwork.cidr, pod_ranges),
+                    lambda cidr, pods: cidr or f"{pods} pod range{'' if pods == 1 else 's'}",
+                ),
+                Column("gateway", "Gateway", (GuestNetwork.gateway,)),
+                Column("vni", "VNI / VLAN", (GuestNetwork.isolation, GuestNetwork.vni), _vlan),
+                Column("account", "Account", (account_of.name,)),
+                Column("state", "State", (GuestNetwork.state,)),
+                Column("addresses", "Addresses used", (network_taken, network_total), _addresses),
+                made(GuestNetwork),
+            ),
+            search=(
+                GuestNetwork.name,
+                GuestNetwork.guest_type,
+                GuestNetwork.cidr,
+                func.coalesce(account_of.name, ""),
+            ),
+            default_sort="name",
+            joins=(
+                (zone_of, zone_of.id == GuestNetwork.zone_id),
+                (account_of, account_of.id == GuestNetwork.account_id),
+            ),
+            scopes={"zone": Scope(Zone, GuestNetwork.zone_id)},
+            search_joins=True,
+            # Enter: the network's public addresses (an isolated network's source NAT).
+            child="ips",
+            scope_as="network",
         ),
         View(
             name="pools",
@@ -692,6 +838,9 @@ def count_rows(
     """How many rows match, counting no further than `cap`."""
     view = view_named(view_name)
     inner = select(view.tiebreak).select_from(view.model)
+    if view.search_joins and filter_text.strip().lstrip("!").strip():
+        for target, onclause in view.joins:
+            inner = inner.outerjoin(target, onclause)
     with caller.db.read() as session:
         clauses = _scoped(session, view, scope)
         matched = filter_clause(view, filter_text, case_folding_like=caller.db.is_sqlite)

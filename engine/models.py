@@ -944,3 +944,17 @@ class SecurityGroupRule(SQLModel, table=True):
 class SecurityGroupMember(SQLModel, table=True):
     group_id: int = Field(foreign_key="securitygroup.id", primary_key=True, ondelete="CASCADE")
     vm_id: int = Field(foreign_key="virtualmachine.id", primary_key=True, index=True)
+
+
+# --- console indexes --------------------------------------------------------------------
+#
+# Indexes the console's table views sort and page by (engine/listing.py): a zone's or a
+# cluster's VMs by name, every VM by creation time, volumes by name. Declared here rather
+# than in the classes above so the shared models stay as they were merged.
+
+Index("ix_vm_zone_name", VirtualMachine.zone_id, VirtualMachine.name)
+Index("ix_vm_cluster_name", VirtualMachine.cluster_id, VirtualMachine.name)
+Index("ix_vm_created", VirtualMachine.created)
+Index("ix_volume_name", Volume.name)
+# Public addresses in address order across ranges (the console's :ips view).
+Index("ix_publicip_ip", PublicIpAddress.ip_int)

@@ -17,6 +17,7 @@ from engine import demo
 from engine.bootstrap import Cloud
 from engine.config import default_config
 from engine.context import Caller
+from engine.ipam import networks, public, vni
 from engine.models import Host, VirtualMachine
 from engine.offerings import create_service_offering
 from engine.topology import (
@@ -76,6 +77,26 @@ def build(
     )
     create_service_offering(caller, "Small", cpu_count=1, cpu_mhz=2000, memory_bytes=2 * GIB)
     demo.add_demo_vms(caller, vms)
+
+
+def build_ipam(caller: Caller) -> None:
+    """IPAM in build()'s zone z1: public range 198.51.100.10-.40 (VLAN 200), VNIs
+    6000-6009, the admin's isolated networks blue (10.50.0.0/24, with a source NAT address
+    and a second address) and red (10.51.0.0/24); VM vm-0001... gets a NIC on blue."""
+    public.create_public_ip_range(
+        caller,
+        "z1",
+        gateway="198.51.100.1",
+        netmask="255.255.255.0",
+        start_ip="198.51.100.10",
+        end_ip="198.51.100.40",
+        vlan="vlan://200",
+    )
+    vni.add_vni_range(caller, "z1", 6000, 6009)
+    networks.create_isolated_network(caller, "z1", "blue", cidr="10.50.0.0/24")
+    networks.create_isolated_network(caller, "z1", "red", cidr="10.51.0.0/24")
+    public.associate_public_ip(caller, "z1", network_ref="blue")  # source NAT
+    public.associate_public_ip(caller, "z1", network_ref="blue")
 
 
 def freeze_times(cloud: Cloud) -> None:

@@ -4,7 +4,8 @@
 read-only flag, like StratusApp. `build_world` makes a small cloud with fixed names, fixed
 UUIDs and fixed timestamps, so snapshots of it never change: zone eu-west → pod rack-1 →
 cluster kvm-a (hosts a1 Up with two VMs, a2 Disconnected) with pool ps-1 nearly full,
-an image store, jobs and events.
+an image store, jobs and events; IPAM: public range 203.0.113.10-29 with five addresses
+reserved, the admin's isolated network web-net (10.8.1.0/24) where web-1 has its NIC.
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ from textual.widgets._toast import Toast
 from engine import topology
 from engine.bootstrap import Cloud
 from engine.context import Caller
+from engine.ipam import networks, public, vni
 from engine.models import (
     Event,
+    GuestNetwork,
     Host,
     Job,
     ServiceOffering,
@@ -124,6 +127,14 @@ def build_world(cloud: Cloud) -> World:
         caller, zone.uuid, "rack-1", gateway="10.1.0.1", netmask="255.255.255.0",
         start_ip="10.1.0.10", end_ip="10.1.0.99",
     )  # fmt: skip
+    public.create_public_ip_range(
+        caller, zone.uuid, gateway="203.0.113.1", netmask="255.255.255.0",
+        start_ip="203.0.113.10", end_ip="203.0.113.29", vlan="vlan://100",
+    )  # fmt: skip
+    for last in range(10, 15):
+        public.reserve_public_ip(caller, zone.uuid, f"203.0.113.{last}")
+    vni.add_vni_range(caller, zone.uuid, 5000, 5009)
+    networks.create_isolated_network(caller, zone.uuid, "web-net", cidr="10.8.1.0/24")
     cluster = topology.create_cluster(caller, pod.uuid, "kvm-a", cpu_disable_threshold=0.15)
     a1, _a2 = topology.add_hosts(
         caller,
@@ -181,6 +192,11 @@ def build_world(cloud: Cloud) -> World:
             )  # fmt: skip
             session.add(vm)
             session.flush()
+            if name == "web-1":
+                web_net = session.execute(
+                    select(GuestNetwork).where(GuestNetwork.name == "web-net")
+                ).scalar_one()
+                networks.add_nic(session, vm, web_net)
             session.add(Volume(
                 uuid=_fixed_uuid(n + 100), name=f"ROOT-{n}", account_id=caller.account_id,
                 domain_id=caller.domain_id, zone_id=vm.zone_id, pool_id=pool_id, vm_id=vm.id,

@@ -81,7 +81,10 @@ def test_dashboard_service_figures_problems_jobs_and_events(cloud: Cloud) -> Non
     # Allocated is measured against capacity x the default storage factor 2.
     assert zone.primary_allocated_bytes.total == 2000 * GIB
     assert zone.secondary_bytes.total == 4096 * GIB
-    assert zone.ip_utilisation is None  # IPAM not wired: the console shows n/a
+    # IPAM: 5 of the 20 public addresses reserved; a1 and a2 hold 2 of the pod's 90
+    # management addresses; web-1's NIC takes 1 of web-net's 253 guest addresses.
+    ips = {k: (u.total, u.allocated, u.free) for k, u in (zone.ip_utilisation or {}).items()}
+    assert ips == {"public": (20, 5, 15), "private": (90, 2, 88), "guest": (253, 1, 252)}
 
     assert [(h.name, h.status, h.resource_state, h.cluster) for h in data.hosts_not_up] == [
         ("a2", "Disconnected", "Enabled", "kvm-a")
@@ -143,8 +146,8 @@ def test_screen_shows_gauges_problems_jobs_and_events(cloud: Cloud) -> None:
         assert "Advanced · Enabled · 2 hosts, 1 Up, 1 not Up" in text
         assert "CPU        [██░░░░░░░░]  19%  ok    12.0 / 64.0 GHz" in text
         assert "Prim used  [█████████░]  90%  over  900 / 1,000 GiB" in text
-        assert "Public IP  [··········]    -  n/a" in text
-        assert "Private IP [··········]    -  n/a" in text
+        assert "Public IP  [██░░░░░░░░]  25%  ok    5 / 20" in text
+        assert "Private IP [█░░░░░░░░░]   2%  ok    2 / 90" in text
         assert "Hosts not Up: 1 of 2" in text
         assert "✗ a2  Disconnected  Enabled  eu-west / kvm-a" in text
         assert "! cluster kvm-a (eu-west): CPU 19% over 15%" in text

@@ -7,9 +7,11 @@ import itertools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import psutil
 import pytest
 from screens_support import (
     CLUSTER,
+    GIB,
     HOST_DOWN,
     HOST_UP,
     POD,
@@ -26,10 +28,11 @@ from screens_support import (
 from textual.pilot import Pilot
 from textual.screen import Screen
 
-from engine import details
+from engine import details, topology
 from engine.bootstrap import Cloud
 from engine.dashboard import dashboard
 from engine.details import NicLine
+from engine.hosts.metrics import local_metrics
 from tui.screens import details as detail_screens
 from tui.screens.details import (
     ClusterDetailScreen,
@@ -159,6 +162,58 @@ def test_host_metrics_become_sparklines_refresh_by_refresh(cloud: Cloud) -> None
     run_screen(frozen(HostDetailScreen, cloud, HOST_UP, metrics=metrics), scenario)
 
 
+def _local_host(cloud: Cloud) -> str:
+    """A host whose URI is this machine (no libvirt needed: its metrics come from psutil)."""
+    (uuid,) = topology.add_hosts(
+        cloud.admin,
+        CLUSTER,
+        [topology.HostSpec("local", "qemu:///system", 4, 2000, 16 * GIB, address="10.1.0.13")],
+    )
+    return uuid
+
+
+def test_live_metrics_come_from_psutil_for_the_local_host_only(cloud: Cloud) -> None:
+    build_world(cloud)
+    local = _local_host(cloud)
+    sample = details.live_host_metrics(cloud.admin, local)
+    assert sample is not None and list(sample) == ["CPU %", "memory %", "load 1m", "disk %"]
+    assert 0.0 <= sample["CPU %"] <= 100.0 and 0.0 < sample["memory %"] <= 100.0
+    assert sample["load 1m"] >= 0.0
+    # The sampler reads "/" (used of total): its use moves little between two readings.
+    disk = psutil.disk_usage("/")
+    assert abs(sample["disk %"] - 100.0 * disk.used / disk.total) < 2.0
+    assert abs(sample["memory %"] - psutil.virtual_memory().percent) < 20.0
+    assert details.live_host_metrics(cloud.admin, HOST_UP) is None  # qemu+ssh: remote
+    assert details.live_host_metrics(cloud.admin, "no-such-host") is None
+
+
+def test_the_local_host_screen_draws_its_metrics(cloud: Cloud) -> None:
+    build_world(cloud)
+    local = _local_host(cloud)
+    sampler = local_metrics()
+    for _ in range(3):
+        sampler.sample()
+    earlier = len(sampler.history())
+    assert len(details.live_host_history(cloud.admin, local)) >= earlier >= 3
+    assert details.live_host_history(cloud.admin, HOST_UP) == []
+
+    async def scenario(app: ScreenApp, pilot: Pilot[Any]) -> None:
+        text = screen_text(app)
+        for name in ("CPU %", "memory %", "load 1m", "disk %"):
+            assert f"{name:<11}" in text, name
+        assert "no live metrics" not in text
+        # The sparklines start from the sampler's history, then one sample per load.
+        # (The screen keeps the last `size` samples; the sampler runs all session long.)
+        size = app.screen.history.size
+        first = len(app.screen.history.series["memory %"])
+        assert first >= min(earlier, size)
+        await pilot.press("r")
+        await settle(app, pilot)
+        assert len(app.screen.history.series["memory %"]) == min(first + 1, size)
+
+    run_screen(frozen(HostDetailScreen, cloud, local), scenario)
+
+
 def test_vm_detail_shows_state_placement_offering_volumes_and_its_events(cloud: Cloud) -> None:
     build_world(cloud)
 
@@ -169,7 +224,7 @@ def test_vm_detail_shows_state_placement_offering_volumes_and_its_events(cloud: 
         assert "Host                  a1" in text
         assert "Zone / pod / cluster  eu-west / rack-1 / kvm-a" in text
         assert "Offering              Medium" in text and "Template              debian-12" in text
-        assert "n/a: no address information available" in text  # IPAM not wired yet
+        assert "nic0  web-net  02:00:00:00:00:01  10.8.1.2  (default)" in text
         assert "ROOT-101                 ROOT     Ready  20.0 GiB · device 0 · pool ps-1" in text
         assert "deployed web-1 on a1" in text and "deployed db-1" not in text
         assert "e Edit" not in text  # no edit form for VMs
@@ -290,7 +345,9 @@ def test_detail_and_dashboard_services_on_each_backend(any_cloud: Cloud) -> None
     )
     assert [(v.name, v.pool) for v in vm.volumes] == [("ROOT-102", "ps-1")]
     assert [e.description for e in vm.events] == ["deployed db-1 on a1"]
-    assert vm.nics is None
+    assert vm.nics == []  # db-1 has no NIC
+    web = details.vm_detail(caller, VM_WEB)
+    assert web.nics == [NicLine(0, "web-net", "02:00:00:00:00:01", ("10.8.1.2",), True)]
 
 
 def test_enter_walks_from_a_cluster_to_its_host_and_that_host_s_vm(cloud: Cloud) -> None:

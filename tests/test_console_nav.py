@@ -8,7 +8,7 @@ import threading
 from typing import Any
 
 import pytest
-from console_support import build, console, go, run_console, settle, toasts
+from console_support import build, build_ipam, console, go, run_console, settle, toasts
 from textual.command import CommandPalette
 from textual.pilot import Pilot
 from textual.widgets import Input
@@ -78,13 +78,49 @@ def test_command_line_completes_and_remembers(cloud: Cloud) -> None:
     run_console(cloud, scenario)
 
 
-def test_unknown_and_unavailable_views_say_so(cloud: Cloud) -> None:
+def test_unknown_and_unavailable_views_say_so(
+    cloud: Cloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A build without some part registers its views unavailable, with the reason.
+    monkeypatch.setitem(
+        navigation.DESTINATIONS,
+        "lbs",
+        navigation.Destination(
+            "lbs", "Load balancers", available=False, unavailable="Load balancers are not "
+            "available yet: no load balancing in this build",
+        ),
+    )  # fmt: skip
+
     async def scenario(app: StratusApp, pilot: Pilot) -> None:
         await go(app, pilot, "nodez")
         assert any("no view 'nodez'" in t for t in toasts(app)), toasts(app)
-        await go(app, pilot, "ips")
-        assert any("IP addresses are not available yet" in t for t in toasts(app))
+        await go(app, pilot, "lbs")
+        assert any("Load balancers are not available yet" in t for t in toasts(app))
         assert app.breadcrumbs() == ["Dashboard"]
+
+    run_console(cloud, scenario)
+
+
+def test_ips_and_nets_are_tables_and_a_network_opens_its_addresses(cloud: Cloud) -> None:
+    build(cloud.admin, hosts=1, vms=0)
+    build_ipam(cloud.admin)
+
+    async def scenario(app: StratusApp, pilot: Pilot) -> None:
+        await go(app, pilot, "ips")
+        assert isinstance(app.screen, ResourceScreen) and app.screen.view.name == "ips"
+        assert table_names(app) == [f"198.51.100.{n}" for n in range(10, 41)]
+        await pilot.press("slash", *"admin")
+        await settle(app, pilot)
+        assert table_names(app) == ["198.51.100.10", "198.51.100.11"]
+        await pilot.press("enter")  # back to the table
+
+        await go(app, pilot, "networks")  # an alias
+        assert app.screen.view.name == "nets" and table_names(app) == ["blue", "red"]
+        await pilot.press("enter")  # blue's public addresses
+        await settle(app, pilot)
+        assert app.screen.view.name == "ips"
+        assert table_names(app) == ["198.51.100.10", "198.51.100.11"]
+        assert app.breadcrumbs()[:2] == ["Dashboard", "Networks"]
 
     run_console(cloud, scenario)
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
-from console_support import build
+from console_support import build, build_ipam
 from sqlmodel import func, select
 
 from engine import demo, listing
@@ -231,3 +233,83 @@ def _cluster_uuid(cloud: Cloud) -> str:
 
     with cloud.db.read() as session:
         return session.exec(select(Cluster.uuid)).one()
+
+
+# --- IPAM views --------------------------------------------------------------------------
+
+
+def test_ips_view_pages_filters_and_counts_public_addresses(cloud: Cloud) -> None:
+    build(cloud.admin, vms=0)
+    build_ipam(cloud.admin)
+    every = [f"198.51.100.{n}" for n in range(10, 41)]
+    seen: list[str] = []
+    page = listing.list_page(cloud.admin, "ips", limit=7)
+    while True:
+        seen += names(page)
+        if not page.more_after:
+            break
+        page = listing.list_page(cloud.admin, "ips", after=page.rows[-1].cursor, limit=7)
+    assert seen == every  # numeric order, one page at a time
+    back = listing.list_page(cloud.admin, "ips", descending=True, limit=3)
+    assert names(back) == every[::-1][:3]
+
+    snat, second = listing.list_page(cloud.admin, "ips", filter_text="allocated").rows
+    assert snat.cells[:6] == (
+        "198.51.100.10",
+        "Allocated",
+        "z1",
+        "198.51.100.10-198.51.100.40 · vlan 200",
+        "admin",
+        "yes",
+    )
+    assert snat.cells[6] != ""  # allocation time
+    assert (second.cells[0], second.cells[4], second.cells[5]) == ("198.51.100.11", "admin", "")
+    # The account (a joined column) is searched, and `!` keeps the unowned rows.
+    assert listing.count_rows(cloud.admin, "ips", filter_text="ADMIN").rows == 2
+    assert listing.count_rows(cloud.admin, "ips", filter_text="!admin").rows == 29
+    assert len(listing.list_page(cloud.admin, "ips", filter_text="!admin").rows) == 29
+    assert listing.count_rows(cloud.admin, "ips").rows == 31
+
+
+def test_nets_view_shows_networks_and_drills_into_their_addresses(cloud: Cloud) -> None:
+    build(cloud.admin, vms=1)
+    build_ipam(cloud.admin)
+    from engine.ipam import networks
+
+    with cloud.db.read() as session:
+        vm = session.exec(select(VirtualMachine)).one()
+    networks.allocate_nic(cloud.admin, vm.uuid, "blue")
+    page = listing.list_page(cloud.admin, "nets")
+    assert [r.cells[:9] for r in page.rows] == [
+        ("blue", "Isolated", "z1", "10.50.0.0/24", "10.50.0.1", "vxlan 6000", "admin",
+         "Allocated", "1 / 253"),
+        ("red", "Isolated", "z1", "10.51.0.0/24", "10.51.0.1", "vxlan 6001", "admin",
+         "Allocated", "0 / 253"),
+    ]  # fmt: skip
+    assert names(listing.list_page(cloud.admin, "nets", descending=True)) == ["red", "blue"]
+    assert names(listing.list_page(cloud.admin, "nets", filter_text="blu")) == ["blue"]
+    assert listing.count_rows(cloud.admin, "nets", filter_text="!admin").rows == 0
+    blue = page.rows[0].key
+    view = listing.view_named("networks")
+    assert (view.child, view.scope_as) == ("ips", "network")
+    scoped = listing.list_page(cloud.admin, "ips", scope={"network": blue})
+    assert names(scoped) == ["198.51.100.10", "198.51.100.11"]
+    red = listing.list_page(cloud.admin, "ips", scope={"network": page.rows[1].key})
+    assert red.rows == []
+
+
+def test_vms_sort_by_created_and_volumes_by_name(cloud: Cloud) -> None:
+    build(cloud.admin, vms=6)
+    with cloud.db.write() as session:
+        vms = session.exec(select(VirtualMachine).order_by(VirtualMachine.name)).all()
+        for n, vm in enumerate(vms):  # creation order: the reverse of name order
+            vm.created = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(minutes=len(vms) - n)
+            session.add(vm)
+    by_created = listing.list_page(cloud.admin, "vms", sort="created", limit=4)
+    expected = [vm.name for vm in vms][::-1]
+    assert names(by_created) == expected[:4]
+    rest = listing.list_page(cloud.admin, "vms", sort="created", after=by_created.rows[-1].cursor)
+    assert names(rest) == expected[4:]
+    volumes = names(listing.list_page(cloud.admin, "vols"))
+    assert volumes == sorted(volumes) and len(volumes) == 6
+    assert names(listing.list_page(cloud.admin, "vols", descending=True)) == volumes[::-1]

@@ -2,12 +2,13 @@
 
 `DESTINATIONS` holds one entry per view. Table views open a `ResourceScreen` on the
 engine listing of the same name (`engine.listing.VIEWS`); `dashboard` and `topology` open
-their own screens. A view whose data does not exist yet is registered `available=False`
-with a message saying so: `:ips` answers with that message instead of an error.
+their own screens (`:ips` and `:nets`, IPAM's public addresses and guest networks, are
+table views like the others). A view whose data does not exist in a build can be
+registered `available=False` with a message saying so: asking for it answers with that
+message instead of an error.
 
-Adding a view (e.g. the IPAM tables when they land): add its listing to
-`engine.listing.VIEWS` and call `register(Destination(name, title, aliases))` here (or
-replace the placeholder entry), nothing else.
+Adding a table view: add its listing to `engine.listing.VIEWS`; it is registered here
+from there, nothing else.
 """
 
 from __future__ import annotations
@@ -63,21 +64,6 @@ register(
 )
 for _view in VIEWS.values():
     register(Destination(_view.name, _view.title, _view.aliases, help=f"table of {_view.title}"))
-# The IPAM issue builds these; its listings and a `register` call replace the placeholders.
-for _name, _title, _aliases in (
-    ("ips", "IP addresses", ("ip", "addresses")),
-    ("nets", "Networks", ("net", "networks")),
-):
-    register(
-        Destination(
-            _name,
-            _title,
-            _aliases,
-            available=False,
-            unavailable=f"{_title} are not available yet: IP address management is not part "
-            "of this build",
-        )
-    )
 
 
 def find(word: str) -> Destination | None:

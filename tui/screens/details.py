@@ -483,9 +483,18 @@ class HostDetailScreen(DetailScreen):
         super().__init__(caller, host_uuid, **options)
         self.metrics_source: Metrics = metrics or details.live_host_metrics
         self.history = History()
+        # The sampler's earlier samples start the sparklines on the first load (a custom
+        # metrics source starts from nothing).
+        self.past_source: Callable[[Caller, str], list[dict[str, float]]] | None = (
+            None if metrics is not None else details.live_host_history
+        )
 
     def fetch(self) -> tuple[HostDetail, Mapping[str, float] | None]:
         detail = details.host_detail(self.caller, self.uuid)
+        if self.past_source is not None:
+            past, self.past_source = self.past_source(self.caller, self.uuid), None
+            for sample in past[:-1]:  # the last one is the current sample, added by fill
+                self.history.add(sample)
         return detail, self.metrics_source(self.caller, self.uuid)
 
     def title_of(self, data: tuple[HostDetail, Any]) -> str:

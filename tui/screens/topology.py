@@ -281,7 +281,14 @@ class TopologyScreen(Screen[None]):
             if item.key == self._want_cursor:
                 self._want_cursor = None
                 # Lines are laid out on the next refresh; the cursor can move then.
-                self.call_after_refresh(tree.move_cursor, child)
+                self.call_after_refresh(self._restore_cursor, child)
+
+    def _restore_cursor(self, node: TreeNode[NodeData]) -> None:
+        # The tree lays its lines out lazily: a node's line is -1 (which would put the
+        # cursor on the first line) until they are built; asking for a line builds them.
+        self.tree.get_node_at_line(0)
+        if node.line >= 0:
+            self.tree.move_cursor(node)
 
     @on(Tree.NodeSelected)
     def _selected_leaf(self, event: Tree.NodeSelected[NodeData]) -> None:
