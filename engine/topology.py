@@ -610,6 +610,15 @@ def get_cluster(caller: Caller, cluster_ref: str) -> Cluster:
         return resolve(session, Cluster, cluster_ref, "cluster", field="cluster")
 
 
+def get_cluster_and_zone(caller: Caller, cluster_ref: str) -> tuple[Cluster, Zone]:
+    """A cluster and the zone it belongs to, in one read."""
+    with caller.db.read() as session:
+        cluster = resolve(session, Cluster, cluster_ref, "cluster", field="cluster")
+        zone = session.get(Zone, cluster.zone_id)
+        assert zone is not None  # foreign key
+        return cluster, zone
+
+
 def delete_cluster(caller: Caller, cluster_ref: str) -> None:
     with caller.db.write() as session:
         cluster = resolve(session, Cluster, cluster_ref, "cluster", field="cluster")
@@ -1193,6 +1202,11 @@ def update_storage_pool(caller: Caller, pool_ref: str, **changes: Any) -> Storag
     return pool
 
 
+def get_storage_pool(caller: Caller, pool_ref: str) -> StoragePool:
+    with caller.db.read() as session:
+        return resolve(session, StoragePool, pool_ref, "primary storage", field="pool")
+
+
 def storage_pool_tags(caller: Caller, pool_ref: str) -> list[str]:
     with caller.db.read() as session:
         pool = resolve(session, StoragePool, pool_ref, "primary storage", field="pool")
@@ -1351,6 +1365,11 @@ def update_image_store(caller: Caller, store_ref: str, **changes: Any) -> ImageS
             session, caller, "IMAGE.STORE.EDIT", "ImageStore", store, f"changed {_fields(changes)}"
         )
     return store
+
+
+def get_image_store(caller: Caller, store_ref: str) -> ImageStore:
+    with caller.db.read() as session:
+        return resolve(session, ImageStore, store_ref, "image store", field="store")
 
 
 def list_image_stores(caller: Caller, zone_ref: str | None = None) -> list[ImageStore]:

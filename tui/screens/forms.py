@@ -32,8 +32,6 @@ from engine import settings as settings_service
 from engine import topology
 from engine.context import Caller
 from engine.errors import InvalidParameter, StratusError
-from engine.lookup import resolve
-from engine.models import Cluster, ImageStore, StoragePool, Zone
 from tui.screens.live import failure_message, is_read_only
 
 GIB = 2**30
@@ -671,8 +669,7 @@ class PrimaryStorageForm(FormScreen):
 
     def initial_values(self) -> dict[str, str]:
         if self.uuid is not None:
-            with self.caller.db.read() as session:
-                pool = resolve(session, StoragePool, self.uuid, "primary storage", field="pool")
+            pool = topology.get_storage_pool(self.caller, self.uuid)
             values = {
                 "name": pool.name,
                 "capacity_bytes": _gib_text(pool.capacity_bytes),
@@ -682,17 +679,16 @@ class PrimaryStorageForm(FormScreen):
                 values[field.name] = _number_text(getattr(pool, field.name))
             return values
         values = {}
-        with self.caller.db.read() as session:
-            if self.cluster_uuid is not None:
-                cluster = resolve(session, Cluster, self.cluster_uuid, "cluster", field="cluster")
-                self.references["cluster"] = (cluster.name, cluster.uuid)
-                values["cluster"] = cluster.name
-                if self.zone_uuid is None:
-                    self.zone_uuid = session.get(Zone, cluster.zone_id).uuid  # type: ignore[union-attr]
-            if self.zone_uuid is not None:
-                zone = resolve(session, Zone, self.zone_uuid, "zone", field="zone")
-                self.references["zone"] = (zone.name, zone.uuid)
-                values["zone"] = zone.name
+        if self.cluster_uuid is not None:
+            cluster, cluster_zone = topology.get_cluster_and_zone(self.caller, self.cluster_uuid)
+            self.references["cluster"] = (cluster.name, cluster.uuid)
+            values["cluster"] = cluster.name
+            if self.zone_uuid is None:
+                self.zone_uuid = cluster_zone.uuid
+        if self.zone_uuid is not None:
+            zone = topology.get_zone(self.caller, self.zone_uuid)
+            self.references["zone"] = (zone.name, zone.uuid)
+            values["zone"] = zone.name
         return values
 
     def submit(self, values: dict[str, str]) -> str:
@@ -752,8 +748,7 @@ class SecondaryStorageForm(FormScreen):
 
     def initial_values(self) -> dict[str, str]:
         if self.uuid is not None:
-            with self.caller.db.read() as session:
-                store = resolve(session, ImageStore, self.uuid, "image store", field="store")
+            store = topology.get_image_store(self.caller, self.uuid)
             return {
                 "name": store.name,
                 "capacity_bytes": _gib_text(store.capacity_bytes),
