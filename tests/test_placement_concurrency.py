@@ -209,3 +209,47 @@ def test_concurrent_members_of_an_anti_affinity_group_never_share_a_host(db_url:
             assert "run a VM of anti-affinity group 'spread'" in message, message
     finally:
         cloud.db.dispose()
+
+
+def test_a_deadlock_victim_is_reported_as_a_retryable_conflict(postgres_url: str) -> None:
+    """Two placement connections lock two host rows in opposite orders: PostgreSQL picks a
+    victim, and its transaction surfaces as TransientConflict (which place_vms retries),
+    not as a dead database."""
+    import threading
+
+    from engine.placement.sql import Conn, TransientConflict
+
+    cloud = open_cloud(postgres_url)
+    try:
+        full_zone(cloud)
+        with cloud.db.read() as session:
+            a, b = [r[0] for r in session.execute(text("SELECT id FROM host ORDER BY id LIMIT 2"))]
+        first, second = Conn(cloud.db), Conn(cloud.db)
+        both_hold_one = threading.Barrier(2)
+        errors: list[BaseException] = []
+
+        def lock_in_order(conn: Conn, one: int, other: int) -> None:
+            try:
+                with conn.transaction():
+                    bump = "UPDATE host SET capacity_version = capacity_version + 1 WHERE id = :id"
+                    conn.execute(bump, {"id": one})
+                    both_hold_one.wait(timeout=10)
+                    conn.execute(bump, {"id": other})
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [
+            threading.Thread(target=lock_in_order, args=(first, a, b)),
+            threading.Thread(target=lock_in_order, args=(second, b, a)),
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        assert len(errors) == 1, errors
+        assert isinstance(errors[0], TransientConflict)
+        assert "try again" in str(errors[0])
+        first.close()
+        second.close()
+    finally:
+        cloud.db.dispose()

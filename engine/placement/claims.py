@@ -23,7 +23,7 @@ from engine.placement.explain import Explanation, explain
 from engine.placement.planner import Decision, decide
 from engine.placement.request import PlacementRequest, Resolved, group_hosts, resolve_request
 from engine.placement.snapshot import Snapshot, ZoneView, refresh_pools, snapshot_for
-from engine.placement.sql import Conn
+from engine.placement.sql import Conn, TransientConflict
 
 # Lost races one call may suffer before it gives up (each one re-reads what it lost on).
 MAX_ATTEMPTS = 100
@@ -273,7 +273,7 @@ def _place(snap: Snapshot, requests: list[Resolved], explain_plan: bool) -> list
             raise
         try:
             claim_uuids = _claim(snap.conn, view, decisions)
-        except _Lost as lost:
+        except (_Lost, TransientConflict) as lost:
             for entry in reversed(undo):
                 _unapply(view, entry)
             attempts += 1
@@ -282,10 +282,11 @@ def _place(snap: Snapshot, requests: list[Resolved], explain_plan: bool) -> list
                     f"zone '{view.name}': placement lost {MAX_ATTEMPTS} races in a row to other "
                     "writers; try again"
                 ) from None
-            if lost.host_id is not None and not _reread_host(snap.conn, view, lost.host_id):
+            lost_host = lost.host_id if isinstance(lost, _Lost) else None
+            if lost_host is not None and not _reread_host(snap.conn, view, lost_host):
                 # The row is what the snapshot believed, yet SQL refused it: a rounding
                 # difference on a limit. Do not try that host again in this call.
-                avoid.add(lost.host_id)
+                avoid.add(lost_host)
             snap.check(force=attempts % 10 == 0)
             requests = [_refresh_groups(snap, r) for r in requests]
             continue
@@ -435,22 +436,22 @@ def _claim(conn: Conn, view: ZoneView, decisions: list[tuple[Resolved, Decision]
         )
     with conn.transaction():
         _check_groups(conn, view, decisions)
-        if len(host_rows) == 1:
-            (row,) = host_rows.values()
-            if conn.execute(CLAIM_HOST, row).rowcount != 1:
-                raise _Lost(row["id"])
-        else:
-            for row in host_rows.values():
-                if conn.execute(CLAIM_HOST, row).rowcount != 1:
-                    raise _Lost(row["id"])
-        for hid, (cpu, mem) in releases.items():
-            conn.execute(
-                "UPDATE host SET cpu_reserved_mhz = cpu_reserved_mhz - :cpu, "
-                "memory_reserved_bytes = memory_reserved_bytes - :mem, "
-                "capacity_version = capacity_version + 1 WHERE id = :id",
-                {"id": hid, "cpu": cpu, "mem": mem},
-            )
-        for pid, size in pool_rows.items():
+        # Rows are locked in one global order (hosts by id, then pools by id), the order
+        # release and expiry use too: two engines claiming overlapping hosts then queue
+        # behind each other instead of deadlocking on PostgreSQL.
+        for hid in sorted(host_rows.keys() | releases.keys()):
+            row = host_rows.get(hid)
+            if row is not None and conn.execute(CLAIM_HOST, row).rowcount != 1:
+                raise _Lost(hid)
+            if hid in releases:
+                cpu, mem = releases[hid]
+                conn.execute(
+                    "UPDATE host SET cpu_reserved_mhz = cpu_reserved_mhz - :cpu, "
+                    "memory_reserved_bytes = memory_reserved_bytes - :mem, "
+                    "capacity_version = capacity_version + 1 WHERE id = :id",
+                    {"id": hid, "cpu": cpu, "mem": mem},
+                )
+        for pid, size in sorted(pool_rows.items()):
             if conn.execute(CLAIM_POOL, {"id": pid, "size": size, **g}).rowcount != 1:
                 raise _Lost(None)
         volume_rows: list[dict[str, Any]] = []
@@ -633,7 +634,8 @@ def release_capacity(caller: Caller, vm: Any = None, *, on: str, claim: str | No
                 elif state == ClaimState.RESERVED:
                     _give_back_host(conn, host_id, 0, 0, cpu, mem)
                 for pool_id, size in conn.rows(
-                    "SELECT pool_id, size_bytes FROM placementclaimvolume WHERE claim_id = :c",
+                    "SELECT pool_id, size_bytes FROM placementclaimvolume WHERE claim_id = :c "
+                    "ORDER BY pool_id",
                     {"c": claim_id},
                 ):
                     conn.execute(
@@ -678,11 +680,12 @@ def expire_reservations(snap_or_caller: Any, zone_id: int | None = None) -> int:
             "SELECT id, host_id, cpu_mhz, memory_bytes FROM placementclaim "
             "WHERE state = 'reserved' AND reserved_until <= :now"
         )
+        order = " ORDER BY host_id, id"  # the claim's lock order: no deadlock with placers
         params: dict[str, Any] = {"now": conn.timestamp(utcnow())}
         if zone_id is not None:
             query += " AND zone_id = :z"
             params["z"] = zone_id
-        for claim_id, host_id, cpu, mem in conn.rows(query, params):
+        for claim_id, host_id, cpu, mem in conn.rows(query + order, params):
             changed = conn.execute(
                 "UPDATE placementclaim SET state = 'disks', reserved_until = NULL "
                 "WHERE id = :c AND state = 'reserved'",

@@ -21,6 +21,14 @@ from engine.errors import DatabaseUnavailable, StateConflict
 
 _PARAM = re.compile(r"(?<![:\w]):(\w+)")
 
+# PostgreSQL's deadlock_detected and serialization_failure: the transaction was chosen as
+# the victim of a lock cycle with another writer. Nothing was written; it is safe to redo.
+_TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})
+
+
+class TransientConflict(StateConflict):
+    """Another writer's transaction collided with ours and the database rolled ours back."""
+
 
 class Conn:
     """One driver connection, used by one thread at a time (callers hold `lock`)."""
@@ -84,6 +92,11 @@ class Conn:
         except BaseException as exc:
             with contextlib.suppress(Exception):  # the driver may have rolled back already
                 self.raw.execute("ROLLBACK")
+            if getattr(exc, "sqlstate", None) in _TRANSIENT_SQLSTATES:
+                raise TransientConflict(
+                    f"another writer held the same rows and the database rolled this change "
+                    f"back ({exc.__class__.__name__}); try again"
+                ) from exc
             if isinstance(exc, self.operational_error):
                 raise DatabaseUnavailable(f"database {redacted(self.url)}: {exc}") from exc
             if isinstance(exc, self.integrity_error):
