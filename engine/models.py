@@ -958,3 +958,18 @@ Index("ix_vm_created", VirtualMachine.created)
 Index("ix_volume_name", Volume.name)
 # Public addresses in address order across ranges (the console's :ips view).
 Index("ix_publicip_ip", PublicIpAddress.ip_int)
+
+
+# --- compute ---------------------------------------------------------------------------
+
+
+class VmLifecycle(SQLModel, table=True):
+    """What the VM lifecycle keeps beside a VM row: why it is in Error (or why its last
+    operation failed), when it was destroyed (recoverable until `expunge.delay` seconds
+    after), and the placement summary of its last deploy or start."""
+
+    vm_id: int = Field(foreign_key="virtualmachine.id", primary_key=True, ondelete="CASCADE")
+    state_reason: str = Field(default="", max_length=4096)
+    destroyed: datetime | None = None
+    placement_summary: str = Field(default="", max_length=4096)
+    updated: datetime = Field(default_factory=utcnow)
