@@ -24,9 +24,9 @@ S = VmState
 TRANSITIONS: dict[str, frozenset[str]] = {
     S.STARTING: frozenset({S.RUNNING, S.STOPPED, S.ERROR}),
     S.RUNNING: frozenset({S.STOPPING, S.MIGRATING, S.STOPPED, S.RUNNING}),
-    S.STOPPING: frozenset({S.STOPPED, S.RUNNING}),
+    S.STOPPING: frozenset({S.STOPPED, S.RUNNING, S.DESTROYED}),
     S.STOPPED: frozenset({S.STARTING, S.DESTROYED, S.STOPPED}),
-    S.MIGRATING: frozenset({S.RUNNING}),
+    S.MIGRATING: frozenset({S.RUNNING, S.STOPPED}),
     S.DESTROYED: frozenset({S.STOPPED, S.EXPUNGING}),
     S.ERROR: frozenset({S.EXPUNGING, S.DESTROYED}),
     S.EXPUNGING: frozenset({S.EXPUNGED, S.DESTROYED, S.ERROR}),
