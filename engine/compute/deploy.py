@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from sqlmodel import Session, col, select
 
 from engine.compute import cleanup
-from engine.compute.context import StepContext
+from engine.compute.context import StepContext, hosts_of
 from engine.compute.domain import domain_xml
 from engine.compute.states import set_reason, transition
 from engine.compute.templates import ready_copy, template_file
@@ -359,7 +359,7 @@ def place(ctx: StepContext, vm: VirtualMachine, avoid: list[str]) -> Host:
     try:
         # Connect before the VM names the host: a test-driver host re-defines, on connect,
         # the domains the database places on it, and this one is not ready yet.
-        ctx.hosts.for_host(host).connect()
+        hosts_of(ctx).for_host(host).connect()
     finally:
         with ctx.db.write() as session:
             row = session.get(VirtualMachine, vm.id)
@@ -414,7 +414,7 @@ def create_volumes(ctx: StepContext, vm: VirtualMachine, host: Host) -> None:
     """Create each volume on its pool through the host: the root from the template (a full
     copy; a linked clone on a test-driver host, which cannot copy files), data volumes
     blank."""
-    hc = ctx.hosts.for_host(host)
+    hc = hosts_of(ctx).for_host(host)
     with ctx.db.read() as session:
         volumes = [
             (v, session.get(StoragePool, v.pool_id)) for v, _r in _volume_requests(session, vm)
@@ -460,7 +460,7 @@ def create_volumes(ctx: StepContext, vm: VirtualMachine, host: Host) -> None:
 
 
 def define(ctx: StepContext, vm: VirtualMachine, host: Host) -> None:
-    hc = ctx.hosts.for_host(host)
+    hc = hosts_of(ctx).for_host(host)
     domain_type = guest_domain_type(hc)
     with ctx.db.read() as session:
         row = session.get(VirtualMachine, vm.id)
@@ -478,7 +478,7 @@ def define(ctx: StepContext, vm: VirtualMachine, host: Host) -> None:
 
 
 def start(ctx: StepContext, vm: VirtualMachine, host: Host) -> None:
-    domains.start_domain(ctx.hosts.for_host(host), vm.instance_name)
+    domains.start_domain(hosts_of(ctx).for_host(host), vm.instance_name)
     _done(
         ctx,
         vm,
@@ -491,7 +491,9 @@ def start(ctx: StepContext, vm: VirtualMachine, host: Host) -> None:
 
 def _undo(ctx: StepContext, vm: VirtualMachine) -> str:
     host_ids = [int(d["host_id"]) for s, d in ctx.steps if "host_id" in d]
-    done, failed = cleanup.take_everything_back(ctx.caller, ctx.hosts, vm.uuid, host_ids=host_ids)
+    done, failed = cleanup.take_everything_back(
+        ctx.caller, hosts_of(ctx), vm.uuid, host_ids=host_ids
+    )
     return cleanup.describe(done, failed)
 
 

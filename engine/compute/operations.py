@@ -21,7 +21,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from engine.compute import cleanup
-from engine.compute.context import StepContext
+from engine.compute.context import StepContext, hosts_of
 from engine.compute.deploy import load_vm
 from engine.compute.domain import domain_xml
 from engine.compute.states import require_state, set_reason, transition
@@ -171,7 +171,7 @@ def _move(
 
 def _connection(ctx: StepContext, host_id: int) -> HostConnection:
     with ctx.db.read() as session:
-        return cleanup.connection_to(ctx.hosts, session, host_id)
+        return cleanup.connection_to(hosts_of(ctx), session, host_id)
 
 
 def _host(ctx: StepContext, host_id: int) -> Host:
@@ -508,7 +508,9 @@ def run_expunge(ctx: StepContext) -> dict[str, Any]:
 
 def _expunge(ctx: StepContext, vm: VirtualMachine) -> dict[str, Any]:
     host_ids = [h for h in (vm.host_id, vm.last_host_id) if h is not None]
-    done, failed = cleanup.take_everything_back(ctx.caller, ctx.hosts, vm.uuid, host_ids=host_ids)
+    done, failed = cleanup.take_everything_back(
+        ctx.caller, hosts_of(ctx), vm.uuid, host_ids=host_ids
+    )
     summary = cleanup.describe(done, failed)
     ctx.record_step("taken back", summary=summary)
     if failed:
