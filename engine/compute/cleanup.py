@@ -74,8 +74,10 @@ def delete_volumes(
     vm: VirtualMachine,
     *,
     preferred_hosts: list[int],
+    keep_rows: bool = False,
 ) -> tuple[list[str], list[str]]:
-    """Delete the VM's volume files and mark their rows Expunged (removed).
+    """Delete the VM's volume files and mark their rows Expunged (removed), or with
+    `keep_rows` (a deploy retrying on another host) back to Allocated, on no pool.
 
     Returns (what was deleted, what could not be, with why); a volume that could not be
     deleted stays, in state Error, for an operator to see.
@@ -101,8 +103,10 @@ def delete_volumes(
                 failed.append(f"volume {volume.name} on '{pool.name}': {exc}")
                 volume.state = VolumeState.ERROR
                 continue
-        volume.state = VolumeState.EXPUNGED
-        volume.removed = utcnow()
+        if keep_rows:
+            volume.state, volume.pool_id, volume.path = VolumeState.ALLOCATED, None, None
+        else:
+            volume.state, volume.removed = VolumeState.EXPUNGED, utcnow()
         volume.update_count += 1
         session.add(volume)
     return done, failed
@@ -129,7 +133,12 @@ def release_claim(caller: Caller, vm: VirtualMachine, on: str) -> list[str]:
 
 
 def take_everything_back(
-    caller: Caller, hosts: HostManager, vm_uuid: str, *, host_ids: list[int]
+    caller: Caller,
+    hosts: HostManager,
+    vm_uuid: str,
+    *,
+    host_ids: list[int],
+    keep_volume_rows: bool = False,
 ) -> tuple[list[str], list[str]]:
     """Undo a deploy (or expunge): domain on each host in `host_ids` (and the VM's own
     host), volumes, NICs, capacity claim — in that order, the reverse of a deploy.
@@ -154,7 +163,11 @@ def take_everything_back(
     with db.write() as session:
         vm = session.exec(select(VirtualMachine).where(VirtualMachine.uuid == vm_uuid)).one()
         deleted, not_deleted = delete_volumes(
-            hosts, session, vm, preferred_hosts=list(dict.fromkeys(candidates))
+            hosts,
+            session,
+            vm,
+            preferred_hosts=list(dict.fromkeys(candidates)),
+            keep_rows=keep_volume_rows,
         )
         done += deleted
         failed += not_deleted

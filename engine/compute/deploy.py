@@ -489,10 +489,10 @@ def start(ctx: StepContext, vm: VirtualMachine, host: Host) -> None:
     )
 
 
-def _undo(ctx: StepContext, vm: VirtualMachine) -> str:
+def _undo(ctx: StepContext, vm: VirtualMachine, *, retry: bool = False) -> str:
     host_ids = [int(d["host_id"]) for s, d in ctx.steps if "host_id" in d]
     done, failed = cleanup.take_everything_back(
-        ctx.caller, hosts_of(ctx), vm.uuid, host_ids=host_ids
+        ctx.caller, hosts_of(ctx), vm.uuid, host_ids=host_ids, keep_volume_rows=retry
     )
     return cleanup.describe(done, failed)
 
@@ -519,7 +519,7 @@ def _deploy(ctx: StepContext, vm: VirtualMachine) -> dict[str, Any]:
             break
         except StratusError as exc:
             failures.append(f"host '{host.name}' ({exc})")
-            undone = _undo(ctx, vm)
+            undone = _undo(ctx, vm, retry=True)
             ctx.record_step("retry", failed_host=host.name, reason=str(exc), undone=undone)
             if len(failures) > retries:
                 raise DeployFailed(
