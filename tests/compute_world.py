@@ -15,6 +15,7 @@ from engine.bootstrap import Cloud
 from engine.hosts import domains, storage
 from engine.hosts.manager import HostManager
 from engine.ipam.networks import create_shared_network
+from engine.ipam.vni import add_vni_range
 from engine.models import (
     GuestIpAddress,
     Host,
@@ -88,6 +89,7 @@ def make_compute_world(
     hosts: int = 2,
     uris: list[str] | None = None,
     memory_mib: int = 64,
+    vni: int | None = None,
 ) -> ComputeWorld:
     """zone z1 (Advanced) → pod rack-1 → cluster c1 → `hosts` test-driver hosts (or the
     given URIs), pool 'primary' over root/primary, image store over root/secondary with
@@ -126,6 +128,8 @@ def make_compute_world(
     (root / "secondary").mkdir(parents=True, exist_ok=True)
     store = topology.add_image_store(admin, "z1", "sec1", url=str(root / "secondary"))
     template = make_template(cloud, store, root / "secondary" / "template")
+    if vni is not None:  # the network's NICs then plug into bridge brvx<vni>
+        add_vni_range(admin, "z1", vni, vni, isolation="vlan")
     create_shared_network(
         admin,
         "z1",
@@ -134,6 +138,7 @@ def make_compute_world(
         netmask="255.255.255.0",
         start_ip="10.50.0.10",
         end_ip="10.50.0.20",
+        vni=vni,
     )
     offerings.create_service_offering(
         admin, "tiny", cpu_count=1, cpu_mhz=500, memory_bytes=memory_mib * MIB
