@@ -7,21 +7,23 @@ The guest has no OS (a blank qcow2): QEMU runs it all the same, software-emulate
 Live migration needs a second libvirtd; with one, that test says so and skips.
 """
 
+# ruff: noqa: F811  (pytest fixtures imported from compute_qemu are used as arguments)
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
 import subprocess
-import tempfile
-import xml.etree.ElementTree as ET
-from collections.abc import Iterator
-from pathlib import Path
 
-import libvirt
 import pytest
+from compute_qemu import (  # noqa: F401  (fixtures)
+    BRIDGE,
+    bridge,
+    domain_on_qemu,
+    qemu,
+    runner,
+    workdir,
+    world,
+)
 from compute_world import (
-    ComputeWorld,
     claims,
     host_usage,
     live_volumes,
@@ -31,10 +33,8 @@ from compute_world import (
     taken_addresses,
     vm_by_name,
 )
-from conftest import missing_part
 from hosts_helpers import MIB
 
-from engine.bootstrap import Cloud
 from engine.compute import (
     DeployRequest,
     deploy_vm,
@@ -45,128 +45,9 @@ from engine.compute import (
     start_vm,
     stop_vm,
 )
-from engine.hosts import network
-from engine.hosts.connections import ensure_event_loop
 from engine.hosts.domain_xml import vm_uuid_of
-from engine.hosts.manager import HostManager
 from engine.jobs import JobRunner
 from engine.models import ClaimState, PowerState, VmState
-
-URI = "qemu:///system"
-VNI = 3917
-BRIDGE = f"brvx{VNI}"
-
-
-def libvirtd_answers() -> str | None:
-    """None when qemu:///system answers, else why not."""
-    try:
-        done = subprocess.run(
-            ["virsh", "-c", URI, "version"], capture_output=True, text=True, timeout=20
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return str(exc)
-    return None if done.returncode == 0 else (done.stderr.strip().splitlines() or ["?"])[-1]
-
-
-@pytest.fixture(scope="module")
-def qemu() -> str:
-    reason = libvirtd_answers()
-    if reason is not None:
-        missing_part(
-            f"libvirtd with QEMU at {URI} does not answer ({reason}); scripts/test starts it"
-        )
-    if shutil.which("qemu-img") is None:
-        missing_part("qemu-img not installed (qemu-utils)")
-    ensure_event_loop()
-    return URI
-
-
-@pytest.fixture
-def workdir() -> Iterator[Path]:
-    """A directory QEMU (running as libvirt-qemu) can reach: not under root's 0700 tmp."""
-    path = Path(tempfile.mkdtemp(prefix="stratus-compute-", dir="/var/tmp"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
-def bridge(qemu: str) -> Iterator[str]:
-    if os.geteuid() != 0:
-        missing_part("making the guest bridge needs root (CI runs the tests as root)")
-    existed = network.link_state(BRIDGE) is not None
-    network.ensure_bridge(BRIDGE)
-    yield BRIDGE
-    if not existed:
-        network.remove_link(BRIDGE)
-
-
-def _forget_pools_under(path: Path) -> None:
-    """Stop and undefine the libvirt pools the test made (primary, template source)."""
-    conn = libvirt.open(URI)
-    try:
-        for pool in conn.listAllStoragePools(0):
-            target = ET.fromstring(pool.XMLDesc(0)).findtext("target/path") or ""
-            if target.startswith(str(path)):
-                with contextlib.suppress(libvirt.libvirtError):
-                    if pool.isActive():
-                        pool.destroy()
-                with contextlib.suppress(libvirt.libvirtError):
-                    pool.undefine()
-    finally:
-        conn.close()
-
-
-def _forget_domain(name: str) -> None:
-    conn = libvirt.open(URI)
-    try:
-        with contextlib.suppress(libvirt.libvirtError):
-            dom = conn.lookupByName(name)
-            if dom.isActive():
-                dom.destroy()
-            dom.undefine()
-    finally:
-        conn.close()
-
-
-@pytest.fixture
-def world(qemu: str, bridge: str, cloud: Cloud, workdir: Path) -> Iterator[ComputeWorld]:
-    made = make_compute_world(cloud, workdir, uris=[qemu], vni=VNI)
-    yield made
-    with cloud.db.read() as session:
-        from sqlmodel import select
-
-        from engine.models import VirtualMachine
-
-        names = list(session.exec(select(VirtualMachine.instance_name)))
-    for name in names:
-        _forget_domain(name)
-    _forget_pools_under(workdir)
-
-
-@pytest.fixture
-def runner(cloud: Cloud) -> Iterator[JobRunner]:
-    manager = HostManager(cloud.db, timeout=60, debounce=0.3)
-    with JobRunner(cloud.db, workers=2, hosts=manager, poll_seconds=0.05) as r:
-        yield r
-    manager.close()
-
-
-def _domain(name: str) -> tuple[str, str] | None:
-    """(state, XML) of the domain on the real libvirtd, None when it is not defined."""
-    conn = libvirt.open(URI)
-    try:
-        try:
-            dom = conn.lookupByName(name)
-        except libvirt.libvirtError:
-            return None
-        state = {
-            libvirt.VIR_DOMAIN_RUNNING: "running",
-            libvirt.VIR_DOMAIN_SHUTOFF: "shutoff",
-        }.get(dom.state()[0], str(dom.state()[0]))
-        return state, dom.XMLDesc(0)
-    finally:
-        conn.close()
 
 
 def _run(runner: JobRunner, job) -> None:  # type: ignore[no-untyped-def]
@@ -181,7 +62,7 @@ def test_a_vm_through_its_whole_life_on_real_qemu(world, runner, workdir) -> Non
 
     vm = vm_by_name(cloud, "e2e")
     assert vm.state == VmState.RUNNING and vm.host_id == world.hosts[0].id
-    state, xml = _domain(vm.instance_name)  # type: ignore[misc]
+    state, xml = domain_on_qemu(vm.instance_name)  # type: ignore[misc]
     assert state == "running"
     assert vm_uuid_of(xml) == vm.uuid  # our metadata: the domain is tied to its row
     assert f"bridge='{BRIDGE}'" in xml or f'bridge="{BRIDGE}"' in xml
@@ -203,22 +84,22 @@ def test_a_vm_through_its_whole_life_on_real_qemu(world, runner, workdir) -> Non
 
     # stop: no OS answers ACPI, so the graceful stop runs out and forces the domain off
     _run(runner, stop_vm(cloud.admin, vm.uuid, timeout=1))
-    assert _domain(vm.instance_name)[0] == "shutoff"  # type: ignore[index]
+    assert domain_on_qemu(vm.instance_name)[0] == "shutoff"  # type: ignore[index]
     stopped = vm_by_name(cloud, "e2e")
     assert stopped.state == VmState.STOPPED and stopped.power_state == PowerState.POWER_OFF
     assert host_usage(cloud) == [(0, 500, 0, 64 * MIB)]
     assert [c.state for c in claims(cloud)] == [ClaimState.RESERVED]
 
     _run(runner, start_vm(cloud.admin, vm.uuid))
-    assert _domain(vm.instance_name)[0] == "running"  # type: ignore[index]
+    assert domain_on_qemu(vm.instance_name)[0] == "running"  # type: ignore[index]
     assert host_usage(cloud) == [(500, 0, 64 * MIB, 0)]
 
     _run(runner, reboot_vm(cloud.admin, vm.uuid))
-    assert _domain(vm.instance_name)[0] == "running"  # type: ignore[index]
+    assert domain_on_qemu(vm.instance_name)[0] == "running"  # type: ignore[index]
     assert vm_by_name(cloud, "e2e").state == VmState.RUNNING
 
     _run(runner, destroy_vm(cloud.admin, vm.uuid))
-    assert _domain(vm.instance_name) is None  # undefined
+    assert domain_on_qemu(vm.instance_name) is None  # undefined
     assert disk.exists()  # recoverable: the volume stays
     assert vm_by_name(cloud, "e2e").state == VmState.DESTROYED
     assert host_usage(cloud)[0][0] == 0

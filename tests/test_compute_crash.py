@@ -1,0 +1,125 @@
+"""Crash recovery: a real engine process deploys a VM on the real libvirtd and is killed -9
+in the middle; the next job runner to start fails the deploy with a clear message, takes
+back what the dead process made (domain, volume file, NIC, capacity) and leaves the VM in
+Error."""
+
+# ruff: noqa: F811  (pytest fixtures imported from compute_qemu are used as arguments)
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from compute_qemu import bridge, domain_on_qemu, qemu, workdir, world  # noqa: F401
+from compute_world import (
+    claims,
+    host_usage,
+    live_volumes,
+    nics,
+    pool_row,
+    taken_addresses,
+    vm_by_name,
+)
+from sqlmodel import select
+
+from engine.hosts.manager import HostManager
+from engine.jobs import JobRunner, get_job, list_jobs
+from engine.models import Event, JobState, VmLifecycle, VmState
+
+TESTS = Path(__file__).parent
+REPO = TESTS.parent
+
+
+def _deploy_and_block(url: str, step: str, ready: Path) -> subprocess.Popen:
+    """An engine process that deploys 'crash' and blocks right after `step`."""
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        from pathlib import Path
+        sys.path.insert(0, {str(REPO)!r})
+        from engine.bootstrap import open_cloud
+        from engine.compute import DeployRequest, deploy, deploy_vm
+        from engine.hosts.manager import HostManager
+        from engine.jobs import JobRunner
+
+        def block(name, vm):
+            if name == {step!r}:
+                Path({str(ready)!r}).write_text(name)
+                time.sleep(600)
+
+        deploy.STEP_HOOKS.append(block)
+        cloud = open_cloud({url!r}, migrate=False)
+        JobRunner(cloud.db, workers=1, hosts=HostManager(cloud.db)).start()
+        deploy_vm(cloud.admin, DeployRequest("crash", zone="z1", offering="tiny",
+                                             template="tiny", networks=["guest"]))
+        time.sleep(600)
+        """
+    )
+    return subprocess.Popen([sys.executable, "-c", script], env=os.environ.copy())
+
+
+@pytest.mark.parametrize("step", ["nics", "volume", "defined"])
+def test_a_deploy_killed_mid_way_is_recovered(world, workdir, step) -> None:
+    cloud = world.cloud
+    ready = workdir / "ready"
+    proc = _deploy_and_block(cloud.db.url, step, ready)
+    try:
+        deadline = time.monotonic() + 120
+        while not ready.exists():
+            assert proc.poll() is None, "the engine process died before its deploy got going"
+            assert time.monotonic() < deadline, f"the deploy never reached step {step}"
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+    vm = vm_by_name(cloud, "crash")
+    assert vm.state == VmState.STARTING  # as the dead process left it
+    assert len(claims(cloud)) == 1 and len(nics(cloud)) == 1  # it had got that far
+    if step in ("volume", "defined"):
+        (volume,) = live_volumes(cloud, vm.id)
+        disk = workdir / "primary" / str(volume.path)
+        assert disk.exists()
+    if step == "defined":
+        assert domain_on_qemu(vm.instance_name) is not None
+
+    manager = HostManager(cloud.db, timeout=60)
+    try:
+        with JobRunner(cloud.db, workers=1, hosts=manager) as runner:
+            (job,) = list_jobs(cloud.db, resource_uuid=vm.uuid)
+            assert [j.uuid for j in runner.recovered] == [job.uuid]
+    finally:
+        manager.close()
+    done = get_job(cloud.db, job.uuid)
+    assert done.state == JobState.FAILED
+    assert done.error is not None
+    assert "DeployVM of VirtualMachine 'crash' was interrupted" in done.error
+    assert f":{proc.pid}:" in done.error
+    assert "VM 'crash' is in Error; undone:" in done.error
+    assert "capacity released" in done.error and "freed" in done.error
+
+    after = vm_by_name(cloud, "crash")
+    assert after.state == VmState.ERROR and after.host_id is None
+    with cloud.db.read() as session:
+        lifecycle = session.get(VmLifecycle, vm.id)
+        assert lifecycle is not None
+        assert f"(last step: {step})" in lifecycle.state_reason
+        failed_events = list(
+            session.exec(
+                select(Event).where(Event.event_type == "VM.CREATE", Event.state == "Failed")
+            )
+        )
+    assert len(failed_events) == 1
+    # nothing leaked: domain, volume file, volume row, NIC, address, claim, capacity
+    assert domain_on_qemu(vm.instance_name) is None
+    assert list((workdir / "primary").glob("*.qcow2")) == []
+    assert live_volumes(cloud) == [] and nics(cloud) == [] and taken_addresses(cloud) == []
+    assert claims(cloud) == [] and host_usage(cloud) == [(0, 0, 0, 0)]
+    assert pool_row(cloud).allocated_bytes == 0
