@@ -43,7 +43,7 @@ def _deploy_and_block(url: str, step: str, ready: Path) -> subprocess.Popen:
         from pathlib import Path
         sys.path.insert(0, {str(REPO)!r})
         from engine.bootstrap import open_cloud
-        from engine.compute import DeployRequest, deploy, deploy_vm
+        from engine.compute import DeployRequest, context, deploy_vm
         from engine.hosts.manager import HostManager
         from engine.jobs import JobRunner
 
@@ -52,7 +52,7 @@ def _deploy_and_block(url: str, step: str, ready: Path) -> subprocess.Popen:
                 Path({str(ready)!r}).write_text(name)
                 time.sleep(600)
 
-        deploy.STEP_HOOKS.append(block)
+        context.STEP_HOOKS.append(block)
         cloud = open_cloud({url!r}, migrate=False)
         JobRunner(cloud.db, workers=1, hosts=HostManager(cloud.db)).start()
         deploy_vm(cloud.admin, DeployRequest("crash", zone="z1", offering="tiny",
@@ -63,22 +63,33 @@ def _deploy_and_block(url: str, step: str, ready: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", script], env=os.environ.copy())
 
 
-@pytest.mark.parametrize("step", ["nics", "volume", "defined"])
-def test_a_deploy_killed_mid_way_is_recovered(world, workdir, step) -> None:
-    cloud = world.cloud
-    ready = workdir / "ready"
-    proc = _deploy_and_block(cloud.db.url, step, ready)
+def _jobs_now(db) -> str:  # type: ignore[no-untyped-def]
+    return "; ".join(
+        f"{j.job_type} {j.state} {j.progress}% {j.progress_message!r}" for j in list_jobs(db)
+    )
+
+
+def _kill_when_ready(proc: subprocess.Popen, ready: Path, db) -> None:  # type: ignore[no-untyped-def]
+    """Wait until the engine process blocks at its step, then kill -9 it."""
     try:
         deadline = time.monotonic() + 120
         while not ready.exists():
-            assert proc.poll() is None, "the engine process died before its deploy got going"
-            assert time.monotonic() < deadline, f"the deploy never reached step {step}"
+            assert proc.poll() is None, "the engine process died before its job got going"
+            assert time.monotonic() < deadline, f"the job never reached its step: {_jobs_now(db)}"
             time.sleep(0.05)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+@pytest.mark.parametrize("step", ["nics", "volume", "defined"])
+def test_a_deploy_killed_mid_way_is_recovered(world, workdir, step) -> None:
+    cloud = world.cloud
+    ready = workdir / "ready"
+    proc = _deploy_and_block(cloud.db.url, step, ready)
+    _kill_when_ready(proc, ready, cloud.db)
 
     vm = vm_by_name(cloud, "crash")
     assert vm.state == VmState.STARTING  # as the dead process left it
@@ -123,3 +134,83 @@ def test_a_deploy_killed_mid_way_is_recovered(world, workdir, step) -> None:
     assert live_volumes(cloud) == [] and nics(cloud) == [] and taken_addresses(cloud) == []
     assert claims(cloud) == [] and host_usage(cloud) == [(0, 0, 0, 0)]
     assert pool_row(cloud).allocated_bytes == 0
+
+
+def _operate_and_block(  # type: ignore[no-untyped-def]
+    url: str, operation: str, vm_uuid: str, step: str, ready: Path, **kwargs: object
+):
+    """An engine process that submits `operation` (start_vm / stop_vm) and blocks after
+    `step`."""
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        from pathlib import Path
+        sys.path.insert(0, {str(REPO)!r})
+        from engine import compute
+        from engine.bootstrap import open_cloud
+        from engine.compute import context
+        from engine.hosts.manager import HostManager
+        from engine.jobs import JobRunner
+
+        def block(name, vm):
+            if name == {step!r}:
+                Path({str(ready)!r}).write_text(name)
+                time.sleep(600)
+
+        context.STEP_HOOKS.append(block)
+        cloud = open_cloud({url!r}, migrate=False)
+        JobRunner(cloud.db, workers=1, hosts=HostManager(cloud.db)).start()
+        compute.{operation}(cloud.admin, {vm_uuid!r}, **{kwargs!r})
+        time.sleep(600)
+        """
+    )
+    return subprocess.Popen([sys.executable, "-c", script], env=os.environ.copy())
+
+
+@pytest.mark.parametrize(
+    ("operation", "step", "state", "claim", "running"),
+    [
+        # killed with the domain started: the start is undone, the VM is Stopped
+        ("start_vm", "started", VmState.STOPPED, "reserved", False),
+        # killed with the domain off: the stop is finished, the VM is Stopped
+        ("stop_vm", "off", VmState.STOPPED, "reserved", False),
+    ],
+)
+def test_a_killed_start_or_stop_leaves_a_stable_vm(
+    world, workdir, operation, step, state, claim, running
+) -> None:
+    from engine.compute import DeployRequest, deploy_vm, stop_vm
+
+    cloud = world.cloud
+    manager = HostManager(cloud.db, timeout=60)
+    try:
+        with JobRunner(cloud.db, workers=1, hosts=manager) as runner:
+            vm, job = deploy_vm(
+                cloud.admin,
+                DeployRequest(
+                    "op", zone="z1", offering="tiny", template="tiny", networks=["guest"]
+                ),
+            )
+            runner.wait(job.uuid, timeout=180, raise_on_failure=True)
+            if operation == "start_vm":
+                runner.wait(stop_vm(cloud.admin, vm.uuid, forced=True).uuid, raise_on_failure=True)
+        ready = workdir / "ready"
+        kwargs = {"forced": True} if operation == "stop_vm" else {}
+        proc = _operate_and_block(cloud.db.url, operation, vm.uuid, step, ready, **kwargs)
+        _kill_when_ready(proc, ready, cloud.db)
+        before = vm_by_name(cloud, "op")
+        assert before.state in (VmState.STARTING, VmState.STOPPING)  # as the dead run left it
+
+        with JobRunner(cloud.db, workers=1, hosts=manager) as runner:
+            (recovered,) = runner.recovered
+        done = get_job(cloud.db, recovered.uuid)
+        assert done.state == JobState.FAILED and "was interrupted" in (done.error or "")
+        after = vm_by_name(cloud, "op")
+        assert after.state == state and after.host_id is None
+        assert [c.state for c in claims(cloud)] == [claim]
+        assert host_usage(cloud) == [(0, 500, 0, 64 * 2**20)]
+        found = domain_on_qemu(after.instance_name)
+        assert found is not None and (found[0] == "running") is running
+        assert len(live_volumes(cloud, vm.id)) == 1 and len(nics(cloud)) == 1
+    finally:
+        manager.close()

@@ -26,7 +26,7 @@ from hosts_helpers import MIB
 
 from engine import topology
 from engine.bootstrap import Cloud
-from engine.compute import DeployRequest, deploy, deploy_vm
+from engine.compute import DeployRequest, context, deploy_vm
 from engine.errors import AlreadyExists, InvalidParameter, NotFound
 from engine.hosts import domains
 from engine.hosts.errors import HypervisorError
@@ -211,7 +211,7 @@ def test_a_failed_deploy_step_leaves_nothing_behind(
 
         monkeypatch.setattr(domains, "start_domain", refuse_start)
     else:
-        monkeypatch.setattr(deploy, "STEP_HOOKS", [_fail_at(fault)])
+        monkeypatch.setattr(context, "STEP_HOOKS", [_fail_at(fault)])
     vm, job = deploy_vm(cloud.admin, request(disk_offerings=[], ip_address="10.50.0.12"))
     done = runner.wait(job.uuid)
     assert done.state == JobState.FAILED
@@ -273,12 +273,12 @@ def test_start_retry_zero_gives_up_after_one_host(world, manager, runner, monkey
 def test_an_error_vm_is_expunged_and_its_name_is_free_again(world, manager, runner) -> None:
     from engine.compute import destroy_vm
 
-    deploy.STEP_HOOKS.append(_fail_at("nics"))
+    context.STEP_HOOKS.append(_fail_at("nics"))
     try:
         vm, job = deploy_vm(world.cloud.admin, request())
         assert runner.wait(job.uuid).state == JobState.FAILED
     finally:
-        deploy.STEP_HOOKS.clear()
+        context.STEP_HOOKS.clear()
     done = runner.wait(destroy_vm(world.cloud.admin, vm.uuid).uuid, raise_on_failure=True)
     assert done.state == JobState.SUCCEEDED
     gone = vm_by_name(world.cloud, "web1")
@@ -295,4 +295,24 @@ def test_no_host_fits_explains_why(world, manager, runner) -> None:
     done = runner.wait(job.uuid)
     assert done.state == JobState.FAILED
     assert "0 of 2 hosts fit" in (done.error or "")
+    assert_nothing_left(world, manager)
+
+
+def test_a_cancelled_deploy_undoes_what_it_did(world, manager, runner, monkeypatch) -> None:
+    from engine.jobs import cancel_job, list_jobs
+
+    cloud = world.cloud
+
+    def cancel_after_placement(step: str, vm) -> None:  # type: ignore[no-untyped-def]
+        if step == "placed":
+            (job,) = list_jobs(cloud.db, resource_uuid=vm.uuid)
+            cancel_job(cloud.admin, job.uuid)
+
+    monkeypatch.setattr(context, "STEP_HOOKS", [cancel_after_placement])
+    vm, job = deploy_vm(cloud.admin, request())
+    done = runner.wait(job.uuid)
+    assert done.state in (JobState.FAILED, JobState.CANCELLED)
+    assert "cancelled" in (done.error or "")
+    assert vm_by_name(cloud, "web1").state == VmState.ERROR
+    assert "cancelled" in reason_of(cloud, vm.id)  # type: ignore[arg-type]
     assert_nothing_left(world, manager)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from engine.context import Caller
@@ -35,3 +36,21 @@ def hosts_of(ctx: StepContext) -> HostManager:
     if manager is None:
         manager = _fallback[id(ctx.db)] = HostManager(ctx.db)
     return manager
+
+
+# Called as hook(step, vm) right after a compute job records a step. Tests use it to fail
+# or block a job at a chosen step (fault injection, kill -9); production leaves it empty.
+STEP_HOOKS: list[Callable[[str, Any], None]] = []
+
+
+def step_done(
+    ctx: StepContext, vm: Any, step: str, *, cancellable: bool = False, **data: Any
+) -> None:
+    """Record `step` (committed at once), run the hooks and, for a `cancellable` job (one
+    that undoes what it did when it fails), honour an operator's cancel."""
+    ctx.record_step(step, **data)
+    for hook in list(STEP_HOOKS):
+        hook(step, vm)
+    check_cancelled = getattr(ctx, "check_cancelled", None)
+    if cancellable and check_cancelled is not None:
+        check_cancelled()

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlmodel import Session, col, select
 
 from engine.compute import cleanup
-from engine.compute.context import StepContext, hosts_of
+from engine.compute.context import StepContext, hosts_of, step_done
 from engine.compute.domain import domain_xml
 from engine.compute.states import set_reason, transition
 from engine.compute.templates import ready_copy, template_file
@@ -73,10 +73,6 @@ log = logging.getLogger("stratus.compute")
 DEPLOY_JOB = "DeployVM"
 # A guest hostname: one DNS label (RFC 1123), as CloudStack requires of VM names.
 _HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
-
-# Called as hook(step, vm) after each deploy step is recorded. Tests use it to fail or
-# block a deploy at a chosen step; production code leaves it empty.
-STEP_HOOKS: list[Callable[[str, VirtualMachine], None]] = []
 
 
 class DeployFailed(StratusError):
@@ -298,10 +294,8 @@ def load_vm(session: Session, vm_uuid: str | None) -> VirtualMachine:
 def _done(
     ctx: StepContext, vm: VirtualMachine, step: str, percent: int, message: str, **data: Any
 ) -> None:
-    ctx.record_step(step, **data)
     ctx.progress(percent, message)
-    for hook in list(STEP_HOOKS):
-        hook(step, vm)
+    step_done(ctx, vm, step, cancellable=True, **data)
 
 
 def _reason(exc: BaseException) -> str:
@@ -598,6 +592,9 @@ def run_deploy(ctx: StepContext) -> dict[str, Any]:
     try:
         return _deploy(ctx, vm)
     except BaseException as exc:
+        with ctx.db.read() as session:
+            if load_vm(session, vm.uuid).state != VmState.STARTING:
+                raise  # it got to Running (or someone moved it): nothing to take back
         reason = _reason(exc)
         try:
             undone = _undo(ctx, vm)
@@ -615,6 +612,8 @@ def recover_deploy(ctx: StepContext) -> str:
     effect, found by name), then VM Starting → Error."""
     with ctx.db.read() as session:
         vm = load_vm(session, ctx.resource_uuid)
+    if vm.state != VmState.STARTING:
+        return f"VM '{vm.name}' is {vm.state}: its deploy had finished; nothing undone"
     last = ctx.steps[-1][0] if ctx.steps else "none"
     undone = _undo(ctx, vm)
     _fail(ctx, vm, f"the process running its deploy died (last step: {last})", undone)

@@ -21,7 +21,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from engine.compute import cleanup
-from engine.compute.context import StepContext, hosts_of
+from engine.compute.context import StepContext, hosts_of, step_done
 from engine.compute.deploy import load_vm
 from engine.compute.domain import domain_xml
 from engine.compute.states import require_state, set_reason, transition
@@ -209,7 +209,7 @@ def _place_for_start(ctx: StepContext, vm: VirtualMachine, avoid: list[str]) -> 
         explain_plan=True,
     )
     summary = plan.explanation.summary() if plan.explanation is not None else plan.how
-    ctx.record_step("placed", host_id=plan.host_id, host=plan.host_name, how=plan.how)
+    step_done(ctx, vm, "placed", host_id=plan.host_id, host=plan.host_name, how=plan.how)
     ctx.progress(20, f"placed on host '{plan.host_name}' ({plan.how}): {summary}")
     _note(ctx, vm, "", placement_summary=summary)
     return _host(ctx, plan.host_id)
@@ -221,10 +221,10 @@ def _define_and_start(ctx: StepContext, vm: VirtualMachine, host: Host) -> None:
         row = session.get(VirtualMachine, vm.id)
         xml = domain_xml(session, row, guest_domain_type(hc))  # type: ignore[arg-type]
     domains.define_domain(hc, xml)
-    ctx.record_step("defined", host_id=host.id, name=vm.instance_name)
+    step_done(ctx, vm, "defined", host_id=host.id, name=vm.instance_name)
     ctx.progress(60, f"domain defined on host '{host.name}'")
     domains.start_domain(hc, vm.instance_name)
-    ctx.record_step("started", host_id=host.id)
+    step_done(ctx, vm, "started", host_id=host.id)
 
 
 def _stop_here(ctx: StepContext, vm: VirtualMachine, host_ids: list[int]) -> list[str]:
@@ -379,14 +379,28 @@ def run_stop(ctx: StepContext) -> dict[str, Any]:
                 )
             else:
                 how = domains.shutdown_domain(hc, vm.instance_name, timeout=timeout)
-        ctx.record_step("off", host_id=host_id, how=how)
     except BaseException:
-        # The domain may still run: the VM stays Running, as its host says.
-        _move(ctx, vm, S.STOPPING, S.RUNNING, "give up its stop")
+        _settle_failed_stop(ctx, vm, host_id)
         raise
+    step_done(ctx, vm, "off", host_id=host_id, how=how)
     _finish_stop(ctx, vm, host_id, how)
     ctx.progress(100, f"stopped ({how})")
     return {"vm": vm.uuid, "how": how}
+
+
+def _settle_failed_stop(ctx: StepContext, vm: VirtualMachine, host_id: int | None) -> None:
+    """After a stop (or destroy) failed half-way the host decides: a domain still on keeps
+    the VM Running; one that is off makes it Stopped."""
+    power = PowerState.POWER_UNKNOWN
+    if host_id is not None:
+        try:
+            power = domains.power_state(_connection(ctx, host_id), vm.instance_name)
+        except StratusError as exc:
+            log.warning("VM '%s': power state unknown after a failed stop: %s", vm.name, exc)
+    if power in (PowerState.POWER_OFF, PowerState.POWER_REPORT_MISSING):
+        _finish_stop(ctx, vm, host_id, "found off after a failed stop")
+    else:
+        _move(ctx, vm, S.STOPPING, S.RUNNING, "give up its stop")
 
 
 def recover_stop(ctx: StepContext) -> str:
@@ -444,11 +458,12 @@ def _destroy(ctx: StepContext, vm: VirtualMachine) -> None:
             hc = _connection(ctx, host_id)
             domains.destroy_domain(hc, vm.instance_name)
             domains.undefine_domain(hc, vm.instance_name)
-            ctx.record_step("undefined", host_id=host_id)
     except BaseException:
         if expected == S.STOPPING:
-            _move(ctx, vm, S.STOPPING, S.RUNNING, "give up its destroy")
+            _settle_failed_stop(ctx, vm, host_id)
         raise
+    if host_id is not None:
+        step_done(ctx, vm, "undefined", host_id=host_id)
     if _claim_state(ctx.db, vm) == "used":
         cleanup.release_claim(ctx.caller, vm, "stop")
     with ctx.db.write() as session:
@@ -615,7 +630,7 @@ def run_migrate(ctx: StepContext) -> dict[str, Any]:
                 zone=zone.uuid, vm=vm.uuid, account=account.uuid, pinned_host=target.uuid
             ),
         )
-        ctx.record_step("claimed", host_id=target.id, source_id=source_id)
+        step_done(ctx, vm, "claimed", host_id=target.id, source_id=source_id)
         src, dst = _connection(ctx, source_id), _connection(ctx, target.id)  # type: ignore[arg-type]
         domains.migrate_domain(
             src,
@@ -623,7 +638,7 @@ def run_migrate(ctx: StepContext) -> dict[str, Any]:
             vm.instance_name,
             progress=lambda p: ctx.progress(10 + p.percent * 85 // 100, f"migrating: {p.percent}%"),
         )
-        ctx.record_step("migrated", host_id=target.id)
+        step_done(ctx, vm, "migrated", host_id=target.id)
     except BaseException:
         # The domain is still on the source: the claim goes back there.
         if _claim_state(ctx.db, vm) == "used":
