@@ -134,7 +134,7 @@ def _cloud(work: Path, uri: str):  # type: ignore[no-untyped-def]
             TemplateStoreRef(
                 template_id=template.id,
                 store_id=store.id,
-                path=str(template_file),
+                path=template_file.name,
                 state=TemplateState.READY,
                 progress=100,
                 size_bytes=32 * MIB,

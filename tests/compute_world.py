@@ -72,7 +72,7 @@ def make_template(cloud: Cloud, store: ImageStore, directory: Path, name: str = 
             TemplateStoreRef(
                 template_id=template.id,  # type: ignore[arg-type]
                 store_id=store.id,  # type: ignore[arg-type]
-                path=str(path),
+                path=str(path.relative_to(store.url.removeprefix("file://"))),
                 state=TemplateState.READY,
                 progress=100,
                 size_bytes=TEMPLATE_SIZE,
