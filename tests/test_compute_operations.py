@@ -227,10 +227,37 @@ def test_change_offering_while_stopped(world, manager, runner) -> None:
 
 
 def test_migrate_is_checked_before_anything_moves(world, cloud, runner) -> None:
+    from placement_world import set_host
+
+    from engine import topology
+
     vm = deployed(world, runner)
     here = next(h for h in world.hosts if h.id == vm.host_id)
+    there = next(h for h in world.hosts if h.id != vm.host_id)
     with rejects(cloud, InvalidParameter, "already runs on host", field="host"):
         migrate_vm(cloud.admin, vm.uuid, here.uuid)
+    # no room on the target: refused, saying why
+    set_host(cloud, there.name, memory_used_bytes=there.memory_bytes)
+    with rejects(cloud, InsufficientCapacity, "0 of 2 hosts fit", "lack"):
+        migrate_vm(cloud.admin, vm.uuid, there.uuid)
+    set_host(cloud, there.name, memory_used_bytes=0)
+    # a host of another cluster: refused
+    other = topology.create_cluster(cloud.admin, "rack-1", "c2")
+    topology.add_hosts(
+        cloud.admin,
+        other.uuid,
+        [
+            topology.HostSpec(
+                name="far", uri="test:///far.xml", cpu_cores=8, cpu_mhz=2000, memory_bytes=2**34
+            )
+        ],
+    )
+    with rejects(cloud, InvalidParameter, "in another cluster", field="host"):
+        migrate_vm(cloud.admin, vm.uuid, "far")
+    # a Stopped VM cannot be live-migrated
+    run(runner, stop_vm(cloud.admin, vm.uuid, forced=True))
+    with rejects(cloud, StateConflict, "migrate needs it Running"):
+        migrate_vm(cloud.admin, vm.uuid, there.uuid)
 
 
 def test_a_failed_migration_leaves_the_vm_running_where_it_was(world, manager, runner) -> None:

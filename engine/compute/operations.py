@@ -133,11 +133,34 @@ def expunge_vm(caller: Caller, vm_ref: str) -> Job:
 
 
 def migrate_vm(caller: Caller, vm_ref: str, host_ref: str) -> Job:
+    """Live-migrate a Running VM to another host of its cluster. The target is checked
+    (same cluster, Up and Enabled, capacity for the VM) before the job is submitted, and
+    again by the job before anything moves."""
     with caller.db.read() as session:
         vm = resolve(session, VirtualMachine, vm_ref, "VM", field="vm")
         target = resolve(session, Host, host_ref, "host", field="host")
         _check_target(session, vm, target)
+    _check_target_capacity(caller, vm, target)
     return submit_operation(caller, "MigrateVM", vm.uuid, {"host": target.uuid})
+
+
+def _check_target_capacity(caller: Caller, vm: VirtualMachine, target: Host) -> None:
+    """InsufficientCapacity (saying why) when the target cannot take the VM's sizes."""
+    with caller.db.read() as session:
+        zone = session.get(Zone, vm.zone_id)
+        account = session.get(Account, vm.account_id)
+        assert zone is not None and account is not None
+    preview(
+        caller,
+        PlacementRequest(
+            zone=zone.uuid,
+            cpu_count=vm.cpu_count,
+            cpu_mhz=vm.cpu_mhz,
+            memory_bytes=vm.memory_bytes,
+            account=account.uuid,
+            pinned_host=target.uuid,
+        ),
+    )
 
 
 # --- shared job pieces -------------------------------------------------------------------
@@ -606,18 +629,8 @@ def run_migrate(ctx: StepContext) -> dict[str, Any]:
     source_id = vm.host_id
     if source_id is None:
         raise StateConflict(f"VM '{vm.name}' is Running but has no host")
-    # The target's capacity is checked (and shown) before anything moves.
-    preview(
-        ctx.caller,
-        PlacementRequest(
-            zone=zone.uuid,
-            cpu_count=vm.cpu_count,
-            cpu_mhz=vm.cpu_mhz,
-            memory_bytes=vm.memory_bytes,
-            account=account.uuid,
-            pinned_host=target.uuid,
-        ),
-    )
+    # The target's capacity is checked again before anything moves.
+    _check_target_capacity(ctx.caller, vm, target)
     _move(ctx, vm, S.RUNNING, S.MIGRATING, "migrate it")
     source = _host(ctx, source_id)
     try:
