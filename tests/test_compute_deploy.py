@@ -316,3 +316,62 @@ def test_a_cancelled_deploy_undoes_what_it_did(world, manager, runner, monkeypat
     assert vm_by_name(cloud, "web1").state == VmState.ERROR
     assert "cancelled" in reason_of(cloud, vm.id)  # type: ignore[arg-type]
     assert_nothing_left(world, manager)
+
+
+def test_a_basic_zone_vm_gets_an_address_of_its_pod(cloud, tmp_path, manager, runner) -> None:
+    """Basic zone: no network is named; the NIC comes from the guest range of the pod
+    placement chose (so NICs are given after placement)."""
+    from compute_world import make_template
+    from hosts_helpers import node_uri
+
+    from engine import offerings
+    from engine.ipam.networks import add_pod_guest_range
+
+    admin = cloud.admin
+    topology.create_zone(admin, "b1", dns1="8.8.8.8", network_type="Basic")
+    topology.create_pod(
+        admin,
+        "b1",
+        "pod-b",
+        gateway="10.7.0.1",
+        netmask="255.255.255.0",
+        start_ip="10.7.0.10",
+        end_ip="10.7.0.20",
+    )
+    add_pod_guest_range(
+        admin,
+        "pod-b",
+        gateway="10.7.0.1",
+        netmask="255.255.255.0",
+        start_ip="10.7.0.100",
+        end_ip="10.7.0.110",
+    )
+    cluster = topology.create_cluster(admin, "pod-b", "cb")
+    topology.add_hosts(
+        admin,
+        cluster.uuid,
+        [
+            topology.HostSpec(
+                name="hb",
+                uri=node_uri(tmp_path, "hb"),
+                cpu_cores=8,
+                cpu_mhz=2000,
+                memory_bytes=2**34,
+            )
+        ],
+    )
+    (tmp_path / "pb").mkdir()
+    topology.create_storage_pool(
+        admin, "pb", path=str(tmp_path / "pb"), cluster_ref=cluster.uuid, capacity_bytes=2**36
+    )
+    (tmp_path / "sb").mkdir()
+    store = topology.add_image_store(admin, "b1", "sb", url=str(tmp_path / "sb"))
+    make_template(cloud, store, tmp_path / "sb" / "t")
+    offerings.create_service_offering(
+        admin, "tiny", cpu_count=1, cpu_mhz=500, memory_bytes=64 * MIB
+    )
+    vm, job = deploy_vm(admin, DeployRequest("basic1", zone="b1", offering="tiny", template="tiny"))
+    runner.wait(job.uuid, raise_on_failure=True)
+    (nic,) = nics(cloud)
+    assert nic.vm_id == vm.id and nic.address == "10.7.0.100"
+    assert vm_by_name(cloud, "basic1").state == VmState.RUNNING
