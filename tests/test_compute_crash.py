@@ -36,7 +36,9 @@ REPO = TESTS.parent
 
 
 def _deploy_and_block(url: str, step: str, ready: Path) -> subprocess.Popen:
-    """An engine process that deploys 'crash' and blocks right after `step`."""
+    """An engine process that deploys 'crash' and blocks right after `step` is recorded,
+    or, for step "copy", right after the root volume's file is made, before any record
+    of it."""
     script = textwrap.dedent(
         f"""
         import sys, time
@@ -53,6 +55,15 @@ def _deploy_and_block(url: str, step: str, ready: Path) -> subprocess.Popen:
                 time.sleep(600)
 
         context.STEP_HOOKS.append(block)
+        if {step!r} == "copy":
+            from engine.hosts import storage
+            real = storage.create_volume_from_template
+
+            def copy_then_block(*args, **kwargs):
+                real(*args, **kwargs)
+                block("copy", None)
+
+            storage.create_volume_from_template = copy_then_block
         cloud = open_cloud({url!r}, migrate=False)
         JobRunner(cloud.db, workers=1, hosts=HostManager(cloud.db)).start()
         deploy_vm(cloud.admin, DeployRequest("crash", zone="z1", offering="tiny",
@@ -84,7 +95,7 @@ def _kill_when_ready(proc: subprocess.Popen, ready: Path, db) -> None:  # type: 
             proc.kill()
 
 
-@pytest.mark.parametrize("step", ["nics", "volume", "defined"])
+@pytest.mark.parametrize("step", ["nics", "copy", "volume", "defined"])
 def test_a_deploy_killed_mid_way_is_recovered(world, workdir, step) -> None:
     cloud = world.cloud
     ready = workdir / "ready"
@@ -94,10 +105,10 @@ def test_a_deploy_killed_mid_way_is_recovered(world, workdir, step) -> None:
     vm = vm_by_name(cloud, "crash")
     assert vm.state == VmState.STARTING  # as the dead process left it
     assert len(claims(cloud)) == 1 and len(nics(cloud)) == 1  # it had got that far
-    if step in ("volume", "defined"):
+    if step in ("copy", "volume", "defined"):
         (volume,) = live_volumes(cloud, vm.id)
-        disk = workdir / "primary" / str(volume.path)
-        assert disk.exists()
+        assert (volume.path is None) is (step == "copy")  # "copy": the file is not recorded
+        assert len(list((workdir / "primary").glob("*.qcow2"))) == 1
     if step == "defined":
         assert domain_on_qemu(vm.instance_name) is not None
 
@@ -121,7 +132,8 @@ def test_a_deploy_killed_mid_way_is_recovered(world, workdir, step) -> None:
     with cloud.db.read() as session:
         lifecycle = session.get(VmLifecycle, vm.id)
         assert lifecycle is not None
-        assert f"(last step: {step})" in lifecycle.state_reason
+        last = "nics" if step == "copy" else step
+        assert f"(last step: {last})" in lifecycle.state_reason
         failed_events = list(
             session.exec(
                 select(Event).where(Event.event_type == "VM.CREATE", Event.state == "Failed")

@@ -34,6 +34,12 @@ from engine.placement import release_capacity
 log = logging.getLogger("stratus.compute")
 
 
+def volume_file_name(volume: Volume) -> str:
+    """The file of a volume in its pool: named by the volume's UUID, so that an undo finds
+    it even when its creation was never recorded."""
+    return f"{volume.uuid}.qcow2"
+
+
 def connection_to(hosts: HostManager, session: Session, host_id: int) -> HostConnection:
     host = session.get(Host, host_id)
     if host is None:
@@ -88,7 +94,10 @@ def delete_volumes(
         session.exec(select(Volume).where(Volume.vm_id == vm.id, col(Volume.removed).is_(None)))
     )
     for volume in volumes:
-        if volume.pool_id is not None and volume.path:
+        if volume.pool_id is not None:
+            # A file created just before a crash, too late for its row to say so, is
+            # found by its name all the same.
+            file_name = volume.path or volume_file_name(volume)
             pool = session.get(StoragePool, volume.pool_id)
             assert pool is not None
             host_id = _host_for_pool(session, pool, preferred_hosts)
@@ -97,7 +106,7 @@ def delete_volumes(
                     raise NotFound(f"no host reaches primary storage '{pool.name}'")
                 hc = connection_to(hosts, session, host_id)
                 storage.ensure_dir_pool(hc, pool.libvirt_pool_name, pool.path)
-                if storage.delete_volume(hc, pool.libvirt_pool_name, volume.path):
+                if storage.delete_volume(hc, pool.libvirt_pool_name, file_name):
                     done.append(f"volume {volume.name} deleted from '{pool.name}'")
             except StratusError as exc:
                 failed.append(f"volume {volume.name} on '{pool.name}': {exc}")

@@ -417,7 +417,7 @@ def create_volumes(ctx: StepContext, vm: VirtualMachine, host: Host) -> None:
     for volume, pool in volumes:
         assert pool is not None, f"volume {volume.name} was not placed"
         storage.ensure_dir_pool(hc, pool.libvirt_pool_name, pool.path)
-        file_name = f"{volume.uuid}.qcow2"
+        file_name = cleanup.volume_file_name(volume)
         if volume.volume_type == VolumeType.ROOT and volume.template_id is not None:
             if template_path is None:
                 path, template_format = template_file(ctx.db, volume.template_id, vm.zone_id)
