@@ -51,6 +51,7 @@ from engine.ipam.networks import create_shared_network  # noqa: E402
 from engine.ipam.vni import add_vni_range  # noqa: E402
 from engine.jobs import JobRunner, register_handler, submit_job  # noqa: E402
 from engine.models import Template, TemplateState, TemplateStoreRef, VirtualMachine  # noqa: E402
+from engine.settings import update_setting  # noqa: E402
 
 MIB = 2**20
 VNI = 3918
@@ -89,6 +90,8 @@ def _node_uri(work: Path) -> str:
 def _cloud(work: Path, uri: str):  # type: ignore[no-untyped-def]
     cloud = open_cloud(f"sqlite:///{work / 'stratus.db'}")
     admin = cloud.admin
+    # Domain names of this run only, on a libvirtd other runs may share.
+    update_setting(admin, "instance.name", f"B{uuid.uuid4().hex[:8]}")
     topology.create_zone(admin, "z1", dns1="8.8.8.8")
     topology.create_pod(
         admin,
@@ -296,7 +299,10 @@ def main() -> int:
             with contextlib.suppress(libvirt.libvirtError):
                 conn = libvirt.open(uri)
                 for pool in conn.listAllStoragePools(0):
-                    target = ET.fromstring(pool.XMLDesc(0)).findtext("target/path") or ""
+                    try:
+                        target = ET.fromstring(pool.XMLDesc(0)).findtext("target/path") or ""
+                    except libvirt.libvirtError:
+                        continue
                     if target.startswith(str(work)):
                         if pool.isActive():
                             pool.destroy()

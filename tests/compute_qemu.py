@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
@@ -78,7 +79,10 @@ def _forget_pools_under(path: Path) -> None:
     conn = libvirt.open(URI)
     try:
         for pool in conn.listAllStoragePools(0):
-            target = ET.fromstring(pool.XMLDesc(0)).findtext("target/path") or ""
+            try:
+                target = ET.fromstring(pool.XMLDesc(0)).findtext("target/path") or ""
+            except libvirt.libvirtError:
+                continue  # gone meanwhile (another run on this libvirtd)
             if target.startswith(str(path)):
                 with contextlib.suppress(libvirt.libvirtError):
                     if pool.isActive():
@@ -103,7 +107,9 @@ def _forget_domain(name: str) -> None:
 
 @pytest.fixture
 def world(qemu: str, bridge: str, cloud: Cloud, workdir: Path) -> Iterator[ComputeWorld]:
-    made = make_compute_world(cloud, workdir, uris=[qemu], vni=VNI)
+    made = make_compute_world(
+        cloud, workdir, uris=[qemu], vni=VNI, instance_suffix=f"T{uuid.uuid4().hex[:8]}"
+    )
     yield made
     with cloud.db.read() as session:
         from sqlmodel import select

@@ -30,6 +30,7 @@ from engine.models import (
     VirtualMachine,
     Volume,
 )
+from engine.settings import update_setting
 from tests.hosts_helpers import MIB, node_uri
 
 TEMPLATE_SIZE = 32 * MIB
@@ -90,11 +91,14 @@ def make_compute_world(
     uris: list[str] | None = None,
     memory_mib: int = 64,
     vni: int | None = None,
+    instance_suffix: str | None = None,
 ) -> ComputeWorld:
     """zone z1 (Advanced) → pod rack-1 → cluster c1 → `hosts` test-driver hosts (or the
     given URIs), pool 'primary' over root/primary, image store over root/secondary with
     template 'tiny', shared network 'guest' 10.50.0.0/24 (.10-.20), offering 'tiny'."""
     admin = cloud.admin
+    if instance_suffix is not None:  # domain names unique on a libvirtd shared by test runs
+        update_setting(admin, "instance.name", instance_suffix)
     topology.create_zone(admin, "z1", dns1="8.8.8.8", guest_cidr="10.100.0.0/16")
     topology.create_pod(
         admin,

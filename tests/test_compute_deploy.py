@@ -169,6 +169,15 @@ def test_a_template_not_ready_in_the_zone_is_refused(world, cloud) -> None:
         deploy_vm(cloud.admin, request())
 
 
+def test_a_bad_instance_name_setting_is_refused(world, cloud) -> None:
+    update_setting(cloud.admin, "instance.name", "has space")
+    with rejects(cloud, InvalidParameter, "setting 'instance.name' is 'has space'"):
+        deploy_vm(cloud.admin, request())
+    update_setting(cloud.admin, "instance.name", "Lab7")
+    vm, _job = deploy_vm(cloud.admin, request())
+    assert vm.instance_name == f"i-{vm.account_id}-{vm.id}-Lab7"
+
+
 def test_a_taken_name_is_refused(world, runner) -> None:
     _vm, job = deploy_vm(world.cloud.admin, request())
     runner.wait(job.uuid, raise_on_failure=True)

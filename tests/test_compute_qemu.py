@@ -120,7 +120,7 @@ def test_live_migration_between_two_real_hosts(qemu, cloud, workdir, runner) -> 
             "live migration needs a second libvirtd host (set STRATUS_SECOND_HOST_URI); "
             "this machine has one"
         )
-    world = make_compute_world(cloud, workdir, uris=[qemu, second])
+    world = make_compute_world(cloud, workdir, uris=[qemu, second], instance_suffix="MIG")
     request = DeployRequest("mig", zone="z1", offering="tiny", template="tiny", networks=["guest"])
     vm, job = deploy_vm(cloud.admin, request)
     _run(runner, job)

@@ -72,6 +72,7 @@ log = logging.getLogger("stratus.compute")
 
 DEPLOY_JOB = "DeployVM"
 # A guest hostname: one DNS label (RFC 1123), as CloudStack requires of VM names.
+_INSTANCE_SUFFIX = re.compile(r"^[A-Za-z0-9-]{1,16}$")
 _HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 
 
@@ -185,6 +186,13 @@ def prepare_deploy(
     ip_address = None
     if request.ip_address:
         ip_address = str(parse_ipv4(label, request.ip_address, field="ip_address", what="IP"))
+    suffix = str(effective_value(session, "instance.name"))
+    if not _INSTANCE_SUFFIX.match(suffix):
+        raise InvalidParameter(
+            f"{label}: setting 'instance.name' is {suffix[:32]!r}; instance names need "
+            "1-16 letters, digits or '-'",
+            field="name",
+        )
     taken = session.exec(
         select(VirtualMachine.id).where(
             VirtualMachine.name == name,
@@ -216,8 +224,9 @@ def prepare_deploy(
     )
     session.add(vm)
     session.flush()
-    # CloudStack's instance name: i-<account id>-<VM id>-VM, the domain name on the host.
-    vm.instance_name = f"i-{account.id}-{vm.id}-VM"
+    # CloudStack's instance name: i-<account id>-<VM id>-<instance.name>, the domain name
+    # on the host.
+    vm.instance_name = f"i-{account.id}-{vm.id}-{suffix}"
     session.add(
         Volume(
             name=f"ROOT-{vm.id}",
