@@ -1,7 +1,7 @@
 """storage: volume snapshots
 
 Revision ID: 0007
-Revises: 0005 (0006, jobs, once main has it)
+Revises: 0006
 Create Date: 2026-11-24 12:31:48.983000
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 
 
 revision: str = '0007'
-down_revision: str | None = '0005'
+down_revision: str | None = '0006'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
