@@ -965,7 +965,23 @@ Index("ix_volume_name", Volume.name)
 Index("ix_publicip_ip", PublicIpAddress.ip_int)
 
 
-<<<<<<< HEAD
+# --- job steps ---------------------------------------------------------------------------
+
+
+class JobStep(SQLModel, table=True):
+    """One thing a job did (committed as soon as it was done), so that the process that
+    recovers a job whose owner died knows what to undo."""
+
+    __table_args__ = (UniqueConstraint("job_id", "seq"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: int = Field(foreign_key="job.id", ondelete="CASCADE")
+    seq: int
+    step: str = Field(max_length=64)
+    data: str = Field(default="{}", max_length=65536)  # JSON object
+    created: datetime = Field(default_factory=utcnow)
+
+
 # --- storage ---------------------------------------------------------------------------
 
 
@@ -1001,20 +1017,3 @@ class Snapshot(SQLModel, table=True):
     update_count: int = 0
     created: datetime = Field(default_factory=utcnow)
     removed: datetime | None = None
-=======
-# --- job steps ---------------------------------------------------------------------------
-
-
-class JobStep(SQLModel, table=True):
-    """One thing a job did (committed as soon as it was done), so that the process that
-    recovers a job whose owner died knows what to undo."""
-
-    __table_args__ = (UniqueConstraint("job_id", "seq"),)
-
-    id: int | None = Field(default=None, primary_key=True)
-    job_id: int = Field(foreign_key="job.id", ondelete="CASCADE")
-    seq: int
-    step: str = Field(max_length=64)
-    data: str = Field(default="{}", max_length=65536)  # JSON object
-    created: datetime = Field(default_factory=utcnow)
->>>>>>> main

@@ -131,14 +131,14 @@ def check_template_request(
     )
 
 
-def _data_path(store: ImageStore, request_uuid: str, fmt: str) -> Path:
+def data_path(store: ImageStore, request_uuid: str, fmt: str) -> Path:
     layout = stores.secondary(store)
     if fmt == ImageFormat.ISO:
         return layout.iso_path(request_uuid)
     return layout.template_path(request_uuid, fmt)
 
 
-def _remove_data(path: Path) -> None:
+def remove_data(path: Path) -> None:
     """Remove a template's file, its partial copy and its own directory (tolerant)."""
     for item in (path, part_path(path)):
         with contextlib.suppress(FileNotFoundError):
@@ -266,9 +266,9 @@ def _register(
     with caller.db.read() as session:
         zone = resolve(session, Zone, zone_ref, "zone", field="zone")
         store = stores.writable_store(session, zone)
-        _check_name_free(session, caller, request)
+        check_name_free(session, caller, request)
     stream, known_size, owned = _open_source(label, source)
-    dest = _data_path(store, request.uuid, request.format)
+    dest = data_path(store, request.uuid, request.format)
     if dest.exists():
         raise StateConflict(f"{label}: {dest} already exists on image store '{store.name}'")
     try:
@@ -287,55 +287,82 @@ def _register(
     try:
         virtual, physical = _image_sizes(request, dest)
         with caller.db.write() as session:
-            zone = resolve(session, Zone, zone_ref, "zone", field="zone")
-            _check_name_free(session, caller, request)
-            stores.claim_store_space(session, store, physical, label)
-            template = Template(
-                uuid=request.uuid,
-                name=request.name,
-                display_text=request.display_text,
-                account_id=caller.account_id,  # type: ignore[arg-type]
-                domain_id=caller.domain_id,  # type: ignore[arg-type]
-                format=request.format,
-                os_type=request.os_type,
-                size_bytes=virtual,
-                physical_size_bytes=physical,
-                checksum=f"sha256:{copied.sha256}",
-                template_tag=request.template_tag,
-                bootable=request.bootable,
-                is_public=request.is_public,
-                featured=request.featured,
-                state=TemplateState.READY,
-            )
-            session.add(template)
-            session.flush()
-            session.add(
-                TemplateStoreRef(
-                    template_id=template.id,  # type: ignore[arg-type]
-                    store_id=store.id,  # type: ignore[arg-type]
-                    path=stores.relative_to_store(store, dest),
-                    state=TemplateState.READY,
-                    progress=100,
-                    size_bytes=virtual,
-                    physical_size_bytes=physical,
-                )
-            )
-            record_event(
+            check_name_free(session, caller, request)
+            template = add_ready_template(
                 session,
                 caller,
-                "ISO.CREATE" if request.is_iso else "TEMPLATE.CREATE",
-                "Iso" if request.is_iso else "Template",
-                template,
-                f"registered {request.format} {virtual // 2**20} MiB ({request.os_type}) on "
-                f"image store '{store.name}' of zone '{zone.name}'",
+                request,
+                store,
+                dest,
+                virtual=virtual,
+                physical=physical,
+                sha256=copied.sha256,
+                how=f"registered {request.format} {virtual // 2**20} MiB ({request.os_type})",
             )
     except BaseException:
-        _remove_data(dest)
+        remove_data(dest)
         raise
     return template
 
 
-def _check_name_free(session: Session, caller: Caller, request: TemplateRequest) -> None:
+def add_ready_template(
+    session: Session,
+    caller: Caller,
+    request: TemplateRequest,
+    store: ImageStore,
+    path: Path,
+    *,
+    virtual: int,
+    physical: int,
+    sha256: str,
+    how: str,
+) -> Template:
+    """The rows of a template whose verified file is at `path` on `store`: the Template
+    and its store copy, both Ready, the store's space counted, and the audit event."""
+    stores.claim_store_space(session, store, physical, request.label)
+    template = Template(
+        uuid=request.uuid,
+        name=request.name,
+        display_text=request.display_text,
+        account_id=caller.account_id,  # type: ignore[arg-type]
+        domain_id=caller.domain_id,  # type: ignore[arg-type]
+        format=request.format,
+        os_type=request.os_type,
+        size_bytes=virtual,
+        physical_size_bytes=physical,
+        checksum=f"sha256:{sha256}",
+        template_tag=request.template_tag,
+        bootable=request.bootable,
+        is_public=request.is_public,
+        featured=request.featured,
+        state=TemplateState.READY,
+    )
+    session.add(template)
+    session.flush()
+    session.add(
+        TemplateStoreRef(
+            template_id=template.id,  # type: ignore[arg-type]
+            store_id=store.id,  # type: ignore[arg-type]
+            path=stores.relative_to_store(store, path),
+            state=TemplateState.READY,
+            progress=100,
+            size_bytes=virtual,
+            physical_size_bytes=physical,
+        )
+    )
+    zone = session.get(Zone, store.zone_id)
+    record_event(
+        session,
+        caller,
+        "ISO.CREATE" if request.is_iso else "TEMPLATE.CREATE",
+        "Iso" if request.is_iso else "Template",
+        template,
+        f"{how} on image store '{store.name}' of zone '{zone.name if zone else store.zone_id}'",
+    )
+    return template
+
+
+def check_name_free(session: Session, caller: Caller, request: TemplateRequest) -> None:
     ensure_unique_name(session, Template, request.label, request.name, account_id=caller.account_id)
 
 
@@ -359,7 +386,7 @@ def submit_register_template(caller: Caller, name: str, *, zone: str, path: str,
     with caller.db.write() as session:
         zone_row = resolve(session, Zone, zone, "zone", field="zone")
         stores.writable_store(session, zone_row)
-        _check_name_free(session, caller, request)
+        check_name_free(session, caller, request)
         params = {
             "name": request.name,
             "zone": zone_row.uuid,
@@ -436,9 +463,9 @@ def remove_registration_leftovers(db: Database, params: dict[str, Any]) -> str:
     removed = 0
     for store in candidates:
         with contextlib.suppress(StratusError):
-            path = _data_path(store, uuid, fmt)
+            path = data_path(store, uuid, fmt)
             if path.exists() or part_path(path).exists():
-                _remove_data(path)
+                remove_data(path)
                 removed += 1
     return f"removed the partial copy of template {uuid}" if removed else "no partial copy left"
 
@@ -561,7 +588,7 @@ def prepare_template_copy(
                 f"{label} is already {ref.state} in zone '{zone.name}'", field="zone"
             )
     store = stores.writable_store(session, zone)
-    path = stores.relative_to_store(store, _data_path(store, template.uuid, template.format))
+    path = stores.relative_to_store(store, data_path(store, template.uuid, template.format))
     existing = next((ref for ref in in_zone if ref.store_id == store.id), None)
     if existing is not None:  # an earlier copy failed: start again
         changed = session.execute(
@@ -698,7 +725,7 @@ def run_template_copy(
                 "checksum verified)",
             )
     except BaseException as exc:
-        _remove_data(dest)
+        remove_data(dest)
         reason = str(exc) if isinstance(exc, StratusError) else f"{type(exc).__name__}: {exc}"
         _set_ref(db, template.id, dest_store.id, state=TemplateState.ERROR, error=reason[:4000])  # type: ignore[arg-type]
         raise
@@ -725,7 +752,7 @@ def fail_interrupted_copy(db: Database, template_uuid: str, store_uuid: str) -> 
         ref = session.get(TemplateStoreRef, (template.id, store.id)) if template and store else None
     if template is None or store is None or ref is None or ref.state != TemplateState.DOWNLOADING:
         return "no copy in progress to undo"
-    _remove_data(stores.absolute(store, ref.path))
+    remove_data(stores.absolute(store, ref.path))
     _set_ref(
         db,
         template.id,  # type: ignore[arg-type]
@@ -826,7 +853,7 @@ def delete_template(caller: Caller, template_ref: str, *, zone: str | None = Non
             f"deleted {where} ({len(files)} cop{'y' if len(files) == 1 else 'ies'})",
         )
     for path in files:
-        _remove_data(path)
+        remove_data(path)
 
 
 def _referenced(session: Session, template: Template) -> bool:
