@@ -406,14 +406,14 @@ def submit_register_template(caller: Caller, name: str, *, zone: str, path: str,
         )
 
 
-_OPTION_NAMES = (
+OPTION_NAMES = (
     "format", "os_type", "checksum", "display_text", "template_tag", "bootable", "is_public",
     "featured",
 )  # fmt: skip
 
 
 def _request_options(options: dict[str, Any]) -> dict[str, Any]:
-    unknown = sorted(set(options) - set(_OPTION_NAMES))
+    unknown = sorted(set(options) - set(OPTION_NAMES))
     if unknown:
         raise InvalidParameter(
             f"template registration: unknown option(s) {', '.join(unknown)}", field=unknown[0]
@@ -424,7 +424,7 @@ def _request_options(options: dict[str, Any]) -> dict[str, Any]:
 def run_register(caller: Caller, params: dict[str, Any], progress: Progress | None,
                  cancelled: Callable[[], bool] | None) -> Template:  # fmt: skip
     """The RegisterTemplate / RegisterIso job's work."""
-    options = {k: v for k, v in params.items() if k in _OPTION_NAMES}
+    options = {k: v for k, v in params.items() if k in OPTION_NAMES}
     if params.get("iso"):
         options.pop("format", None)
         options.pop("template_tag", None)
