@@ -111,6 +111,10 @@ def test_attach_to_a_stopped_vm_only_records_it(site: Site, runner: JobRunner) -
     run(runner, volumes.attach_volume(admin, "b", vm.uuid))
     a, b = site.volume(first.uuid), site.volume(second.uuid)
     assert (a.vm_id, a.device_id, b.device_id) == (vm.id, 1, 2)
+    # What compute's next define of the domain includes.
+    disks = volumes.vm_disks(site.cloud.db, vm.uuid)
+    assert [(d.target, d.volume_uuid) for d in disks][1:] == [("sdb", a.uuid), ("sdc", b.uuid)]
+    assert disks[0].target == "vda" and disks[1].path == volumes.volume_file(site.pool, a)
     assert Path(volumes.volume_file(site.pool, a)).is_file()  # created on the root's pool
     assert site.pool_row().allocated_bytes == 2 * GIB
     # Stopped: resized through libvirt's volume API.

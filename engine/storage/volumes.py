@@ -888,3 +888,48 @@ def delete_volume(caller: Caller, volume_ref: str):  # type: ignore[no-untyped-d
         if isinstance(result, Volume):
             return result
         return submit_volume_job(caller, session, result)
+
+
+# --- what compute needs to define a VM's domain -----------------------------------------
+
+
+@dataclass(frozen=True)
+class VmDisk:
+    """A disk of a VM as its domain should have it."""
+
+    volume_uuid: str
+    device_id: int
+    target: str  # vda for the root disk; sdb, sdc ... (SCSI, hot-pluggable) for data disks
+    path: str
+    format: str  # qcow2 | raw
+
+
+def disk_target(volume_type: str, device_id: int) -> str:
+    """The guest device of a volume: the root disk on virtio, data disks on SCSI (see
+    engine/hosts/disks.py for why), lettered by CloudStack's device id."""
+    if volume_type == VolumeType.ROOT:
+        return "vda"
+    return f"sd{chr(ord('a') + device_id)}"
+
+
+def vm_disks(db: Database, vm_ref: str) -> list[VmDisk]:
+    """The VM's volumes that have a file (Ready, on a pool), root first, by device id."""
+    with db.read() as session:
+        vm = resolve(session, VirtualMachine, vm_ref, "VM", field="vm")
+        rows = session.exec(
+            select(Volume, StoragePool)
+            .join(StoragePool, col(StoragePool.id) == Volume.pool_id)
+            .where(Volume.vm_id == vm.id, col(Volume.removed).is_(None))
+            .order_by(Volume.device_id)
+        ).all()
+    return [
+        VmDisk(
+            volume_uuid=volume.uuid,
+            device_id=volume.device_id or 0,
+            target=disk_target(volume.volume_type, volume.device_id or 0),
+            path=volume_file(pool, volume),
+            format="raw" if volume.format.lower() == "raw" else "qcow2",
+        )
+        for volume, pool in rows
+        if volume.path and volume.state not in (VolumeState.ALLOCATED, VolumeState.EXPUNGED)
+    ]
