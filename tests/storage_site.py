@@ -78,7 +78,7 @@ class Site:
         with self.cloud.db.read() as session:
             return session.exec(select(VirtualMachine).where(VirtualMachine.uuid == ref)).one()
 
-    def make_vm(self, *, running: bool) -> VirtualMachine:
+    def make_vm(self, *, running: bool, acpi: bool = True) -> VirtualMachine:
         """A VM row with a 64 MiB root volume on the pool; running: a started domain."""
         name = f"stratus-test-{uuid.uuid4().hex[:8]}"
         vm = add_vm(
@@ -113,25 +113,59 @@ class Site:
                 row.host_id, row.last_host_id = None, self.host.id  # type: ignore[union-attr]
                 session.add(row)
         if running:
-            spec = DomainSpec(
-                name=name,
-                uuid=vm.uuid,
-                vm_uuid=vm.uuid,
-                vcpus=1,
-                memory_bytes=64 * MIB,
-                disks=(DiskSpec(target="vda", path=f"{self.pool.path}/{root_name}"),),
-                domain_type="qemu",
-                vnc=False,
+            self._define_and_start(
+                vm, (DiskSpec(target="vda", path=f"{self.pool.path}/{root_name}"),), acpi
             )
-            root = ET.fromstring(build_domain_xml(spec))
-            # Hot-plug needs ACPI PCI hotplug (for the SCSI controller of data disks).
+        return self.vm(vm.uuid)
+
+    def start_like_compute(self, vm: VirtualMachine) -> VirtualMachine:
+        """Start a stopped VM as compute does: a domain defined from its volumes (pool and
+        volume names as disk sources, `vm_disks` targets), then the row Running."""
+        from engine.storage.volumes import vm_disks
+
+        with self.cloud.db.read() as session:
+            names = {
+                v.uuid: v.path for v in session.exec(select(Volume).where(Volume.vm_id == vm.id))
+            }
+        disks = tuple(
+            DiskSpec(
+                target=d.target,
+                format=d.format,
+                pool=self.pool.libvirt_pool_name,
+                volume=names[d.volume_uuid],
+            )
+            for d in vm_disks(self.cloud.db, vm.uuid)
+        )
+        self._define_and_start(vm, disks, True)
+        with self.cloud.db.write() as session:
+            row = session.get(VirtualMachine, vm.id)
+            row.state, row.power_state, row.host_id = "Running", "PowerOn", self.host.id  # type: ignore[union-attr]
+            session.add(row)
+        return self.vm(vm.uuid)
+
+    def _define_and_start(
+        self, vm: VirtualMachine, disks: tuple[DiskSpec, ...], acpi: bool
+    ) -> None:
+        hc = self.manager.for_host(self.host)
+        name = vm.instance_name
+        spec = DomainSpec(
+            name=name,
+            uuid=vm.uuid,
+            vm_uuid=vm.uuid,
+            vcpus=1,
+            memory_bytes=64 * MIB,
+            disks=disks,
+            domain_type="qemu",
+            vnc=False,
+        )
+        root = ET.fromstring(build_domain_xml(spec))
+        if acpi:  # hot-plug needs ACPI PCI hotplug (for the SCSI controller of data disks)
             features = ET.Element("features")
             ET.SubElement(features, "acpi")
             root.insert(list(root).index(root.find("os")) + 1, features)  # type: ignore[arg-type]
-            self.domains.append(name)
-            domains.define_domain(hc, ET.tostring(root, encoding="unicode"))
-            domains.start_domain(hc, name)
-        return self.vm(vm.uuid)
+        self.domains.append(name)
+        domains.define_domain(hc, ET.tostring(root, encoding="unicode"))
+        domains.start_domain(hc, name)
 
 
 @pytest.fixture(name="site")

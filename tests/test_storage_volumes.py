@@ -167,3 +167,50 @@ def test_a_full_pool_refuses_the_attach_and_the_volume_stays_allocated(
     big = volumes.get_volume(admin, "big")
     assert big.state == VolumeState.ALLOCATED and big.pool_id is None and big.vm_id is None
     assert site.pool_row().allocated_bytes == 0
+
+
+def test_a_failed_hot_plug_undoes_the_volume_it_created(site: Site, runner: JobRunner) -> None:
+    """A domain without ACPI cannot hot-plug: the job fails saying so, and the volume file
+    created for it is deleted, its pool space given back, the volume Allocated again."""
+    admin = site.cloud.admin
+    vm = site.make_vm(running=True, acpi=False)
+    volume = volumes.create_volume(admin, "data", zone="z1", disk_offering="small")
+    job = volumes.attach_volume(admin, "data", vm.uuid)
+    done = runner.wait(job.uuid, timeout=120)
+    assert done.state == JobState.FAILED
+    assert "cannot take or release disks while running" in (done.error or "")
+    assert "stop the VM first" in (done.error or "")
+    after = site.volume(volume.uuid)
+    assert (after.state, after.pool_id, after.path, after.vm_id) == (
+        VolumeState.ALLOCATED,
+        None,
+        None,
+        None,
+    )
+    hc = site.manager.for_host(site.host)
+    names = [v.name for v in host_storage.list_volumes(hc, site.pool.libvirt_pool_name)]
+    assert names == [f"{vm.uuid}-root.qcow2"]
+    assert site.pool_row().allocated_bytes == 0
+    # The same volume then attaches to a VM that can take it.
+    other = site.make_vm(running=True)
+    run(runner, volumes.attach_volume(admin, "data", other.uuid))
+    assert site.volume(volume.uuid).vm_id == other.id
+
+
+def test_detach_finds_a_disk_compute_defined_by_pool_and_volume(
+    site: Site, runner: JobRunner
+) -> None:
+    """Attached while stopped, then started by compute (a `pool`/`volume` disk source named
+    as vm_disks says): the running guest's disk is found and unplugged."""
+    admin = site.cloud.admin
+    vm = site.make_vm(running=False)
+    volume = volumes.create_volume(admin, "data", zone="z1", disk_offering="small")
+    run(runner, volumes.attach_volume(admin, "data", vm.uuid))
+    vm = site.start_like_compute(vm)
+    hc = site.manager.for_host(site.host)
+    key = f"{site.pool.libvirt_pool_name}/{site.volume(volume.uuid).path}"
+    assert host_disks.disk_paths(hc, vm.instance_name).get(key) == "sdb"
+    run(runner, volumes.detach_volume(admin, "data"))
+    assert key not in host_disks.disk_paths(hc, vm.instance_name)
+    assert key not in host_disks.disk_paths(hc, vm.instance_name, live=False)
+    assert site.volume(volume.uuid).vm_id is None

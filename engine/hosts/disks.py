@@ -50,25 +50,49 @@ def _disk_element(path: str, fmt: str, target: str) -> str:
     return ET.tostring(disk, encoding="unicode")
 
 
-def _disks(xml: str) -> list[tuple[str, str, ET.Element]]:
-    """(target, source file, element) of every file disk in a domain XML."""
+@dataclass(frozen=True)
+class _Disk:
+    target: str
+    path: str | None  # <source file=...>
+    pool: str | None  # <source pool=... volume=...> (how compute defines volumes)
+    volume: str | None
+    element: ET.Element
+
+    def is_(self, path: str, pool: str | None, volume: str | None) -> bool:
+        return self.path == path or (
+            pool is not None and (self.pool, self.volume) == (pool, volume)
+        )
+
+
+def _disks(xml: str) -> list[_Disk]:
+    """The disks (not CD-ROMs) of a domain XML, by file or by pool volume."""
     found = []
     for disk in ET.fromstring(xml).findall("devices/disk"):
+        if disk.get("device", "disk") != "disk":
+            continue
         source = disk.find("source")
         target = disk.find("target")
-        path = source.get("file") if source is not None else None
-        if path and target is not None:
-            found.append((target.get("dev", ""), path, disk))
+        if source is None or target is None:
+            continue
+        found.append(
+            _Disk(
+                target=target.get("dev", ""),
+                path=source.get("file"),
+                pool=source.get("pool"),
+                volume=source.get("volume"),
+                element=disk,
+            )
+        )
     return found
 
 
 def disk_paths(hc: HostConnection, domain: str, *, live: bool = True) -> dict[str, str]:
-    """{source file: target} of the domain's file disks (running or defined config)."""
+    """{source file, or "pool/volume": target} of the domain's disks (running or defined)."""
 
     def read(conn: libvirt.virConnect) -> dict[str, str]:
         dom = conn.lookupByName(domain)
         flags = 0 if live and dom.isActive() else libvirt.VIR_DOMAIN_XML_INACTIVE
-        return {path: target for target, path, _ in _disks(dom.XMLDesc(flags))}
+        return {d.path or f"{d.pool}/{d.volume}": d.target for d in _disks(dom.XMLDesc(flags))}
 
     return _on(hc, domain, f"read the disks of domain '{domain}'", read)
 
@@ -88,9 +112,18 @@ def _on(hc: HostConnection, domain: str, what: str, fn):  # type: ignore[no-unty
         raise
 
 
-def attach_disk(hc: HostConnection, domain: str, path: str, fmt: str) -> AttachedDisk:
+def attach_disk(
+    hc: HostConnection,
+    domain: str,
+    path: str,
+    fmt: str,
+    *,
+    pool: str | None = None,
+    volume: str | None = None,
+) -> AttachedDisk:
     """Attach the file `path` to the domain: live and persistent when it runs, persistent
-    only when it is defined and off. Idempotent: an already attached file is reported."""
+    only when it is defined and off. Idempotent: a disk already there (by its file, or by
+    its libvirt `pool` and `volume` names) is reported, not attached twice."""
     if fmt not in IMAGE_FORMATS:
         raise InvalidParameter(f"disk {path}: format {fmt!r} is not qcow2 or raw", field="format")
     if not path.startswith("/"):
@@ -101,10 +134,10 @@ def attach_disk(hc: HostConnection, domain: str, path: str, fmt: str) -> Attache
         active = bool(dom.isActive())
         xml = dom.XMLDesc(0 if active else libvirt.VIR_DOMAIN_XML_INACTIVE)
         disks = _disks(xml)
-        for target, source, _ in disks:
-            if source == path:
-                return AttachedDisk(target, path, fmt, active)
-        used = {target for target, _, _ in disks}
+        for disk in disks:
+            if disk.is_(path, pool, volume):
+                return AttachedDisk(disk.target, path, fmt, active)
+        used = {disk.target for disk in disks}
         free = [
             f"{_TARGET_PREFIX}{chr(ord('a') + i)}"
             for i in range(1, MAX_SCSI_DISKS)
@@ -122,36 +155,46 @@ def attach_disk(hc: HostConnection, domain: str, path: str, fmt: str) -> Attache
 
 
 def detach_disk(
-    hc: HostConnection, domain: str, path: str, *, wait: float = UNPLUG_WAIT_SECONDS
+    hc: HostConnection,
+    domain: str,
+    path: str,
+    *,
+    pool: str | None = None,
+    volume: str | None = None,
+    wait: float = UNPLUG_WAIT_SECONDS,
 ) -> bool:
-    """Detach the file `path` from the domain (live, then its definition). False when it
-    was not attached. The definition is changed only once the live unplug completed, so a
-    guest that holds on to the disk leaves the domain as it was (StateConflict)."""
+    """Detach the disk from the domain (live, then its definition): found by its file
+    `path`, or by its libvirt `pool` and `volume` names. False when it was not attached.
+    The definition is changed only once the live unplug completed, so a guest that holds
+    on to the disk leaves the domain as it was (StateConflict)."""
 
     def live_detach(conn: libvirt.virConnect) -> bool:
         dom = conn.lookupByName(domain)
         if not dom.isActive():
             return False
-        for _target, source, element in _disks(dom.XMLDesc(0)):
-            if source == path:
+        for disk in _disks(dom.XMLDesc(0)):
+            if disk.is_(path, pool, volume):
                 dom.detachDeviceFlags(
-                    ET.tostring(element, encoding="unicode"), libvirt.VIR_DOMAIN_AFFECT_LIVE
+                    ET.tostring(disk.element, encoding="unicode"), libvirt.VIR_DOMAIN_AFFECT_LIVE
                 )
                 return True
         return False
 
     def still_live(conn: libvirt.virConnect) -> bool:
         dom = conn.lookupByName(domain)
-        return bool(dom.isActive()) and any(s == path for _, s, _ in _disks(dom.XMLDesc(0)))
+        return bool(dom.isActive()) and any(
+            d.is_(path, pool, volume) for d in _disks(dom.XMLDesc(0))
+        )
 
     def config_detach(conn: libvirt.virConnect) -> bool:
         dom = conn.lookupByName(domain)
         if not dom.isPersistent():
             return False
-        for _target, source, element in _disks(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)):
-            if source == path:
+        for disk in _disks(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)):
+            if disk.is_(path, pool, volume):
                 dom.detachDeviceFlags(
-                    ET.tostring(element, encoding="unicode"), libvirt.VIR_DOMAIN_AFFECT_CONFIG
+                    ET.tostring(disk.element, encoding="unicode"),
+                    libvirt.VIR_DOMAIN_AFFECT_CONFIG,
                 )
                 return True
         return False

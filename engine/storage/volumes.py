@@ -423,9 +423,16 @@ def run_attach(
         path = volume_file(pool, volume)
         if vm.state == VmState.RUNNING:
             hc = hosts.for_host(host)
-            host_disks.attach_disk(hc, vm.instance_name, path, volume.format.lower())
-            did("disk_attached", volume=volume.uuid, host=host.id, domain=vm.instance_name,
-                path=path)  # fmt: skip
+            host_disks.attach_disk(
+                hc,
+                vm.instance_name,
+                path,
+                volume.format.lower(),
+                pool=pool.libvirt_pool_name,
+                volume=volume.path,
+            )
+            did("disk_attached", volume=volume.uuid, host=host.id, pool=pool.id,
+                domain=vm.instance_name, path=path)  # fmt: skip
         with db.write() as session:
             fresh_vm = _live_vm(session, vm.uuid)
             if fresh_vm.state != vm.state:
@@ -470,7 +477,13 @@ def undo_attach(db: Database, hosts: HostManager, steps: list[tuple[str, dict[st
             host = session.get(Host, data.get("host")) if data.get("host") else None
             pool = session.get(StoragePool, data.get("pool")) if data.get("pool") else None
         if name == "disk_attached" and host is not None:
-            host_disks.detach_disk(hosts.for_host(host), data["domain"], data["path"])
+            host_disks.detach_disk(
+                hosts.for_host(host),
+                data["domain"],
+                data["path"],
+                pool=pool.libvirt_pool_name if pool is not None else None,
+                volume=volume.path,
+            )
             undone.append("unplugged the disk")
         elif name == "volume_created" and host is not None and pool is not None:
             host_storage.delete_volume(
@@ -542,7 +555,13 @@ def run_detach(
     if pool is not None and host is not None:
         hc = hosts.for_host(host)
         try:
-            if host_disks.detach_disk(hc, vm.instance_name, volume_file(pool, volume)):
+            if host_disks.detach_disk(
+                hc,
+                vm.instance_name,
+                volume_file(pool, volume),
+                pool=pool.libvirt_pool_name,
+                volume=volume.path,
+            ):
                 step("disk_detached", volume=volume.uuid, host=host.id)
         except NotFound:
             if vm.state == VmState.RUNNING:
