@@ -34,3 +34,8 @@ Snapshots (`engine.storage.snapshots`): `create_snapshot`, `delete_snapshot`,
 `revert_snapshot`, `create_template_from(caller, name, volume= | snapshot=)`: jobs; a
 volume in use by a running VM is refused ("stop VM first").
 """
+
+from engine.storage.templates import template_path_in_zone
+from engine.storage.volumes import VmDisk, disk_target, vm_disks
+
+__all__ = ["VmDisk", "disk_target", "template_path_in_zone", "vm_disks"]
