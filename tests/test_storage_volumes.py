@@ -214,3 +214,46 @@ def test_detach_finds_a_disk_compute_defined_by_pool_and_volume(
     assert key not in host_disks.disk_paths(hc, vm.instance_name)
     assert key not in host_disks.disk_paths(hc, vm.instance_name, live=False)
     assert site.volume(volume.uuid).vm_id is None
+
+
+def test_an_attach_whose_process_died_is_undone_even_unrecorded(site: Site) -> None:
+    """The dead run had claimed the space, marked the volume Creating and created its file,
+    but died before recording any step: recovery finds all of it from the state."""
+    from datetime import timedelta
+
+    from sqlalchemy import update as sql_update
+
+    from engine.jobs import get_job
+    from engine.models import Job, utcnow
+    from engine.storage import pool_space
+
+    admin = site.cloud.admin
+    vm = site.make_vm(running=False)
+    volume = volumes.create_volume(admin, "data", zone="z1", disk_offering="small")
+    job = volumes.attach_volume(admin, "data", vm.uuid)  # Pending: no runner yet
+    with site.cloud.db.write() as session:
+        row = session.get(type(volume), volume.id)
+        pool_space.claim_pool_space(session, site.pool, row.size_bytes, "test")  # type: ignore[union-attr]
+        volumes.cas_volume(
+            session, row, VolumeState.ALLOCATED, state=VolumeState.CREATING,  # type: ignore[arg-type]
+            pool_id=site.pool.id, path=f"{volume.uuid}.qcow2",
+        )  # fmt: skip
+        session.execute(
+            sql_update(Job)
+            .where(Job.uuid == job.uuid)
+            .values(state=JobState.RUNNING, owner="elsewhere:1:1",
+                    lease_expires=utcnow() - timedelta(seconds=5), started=utcnow())
+        )  # fmt: skip
+    hc = site.manager.for_host(site.host)
+    host_storage.create_volume(hc, site.pool.libvirt_pool_name, f"{volume.uuid}.qcow2", GIB)
+    assert site.pool_row().allocated_bytes == GIB
+    with JobRunner(site.cloud.db, workers=1, hosts=site.manager) as runner:
+        assert [j.uuid for j in runner.recovered] == [job.uuid]
+    failed = get_job(site.cloud.db, job.uuid)
+    assert failed.state == JobState.FAILED
+    assert "deleted the new volume file" in (failed.error or "")
+    after = site.volume(volume.uuid)
+    assert (after.state, after.pool_id, after.vm_id) == (VolumeState.ALLOCATED, None, None)
+    names = [v.name for v in host_storage.list_volumes(hc, site.pool.libvirt_pool_name)]
+    assert f"{volume.uuid}.qcow2" not in names
+    assert site.pool_row().allocated_bytes == 0

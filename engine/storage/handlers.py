@@ -57,7 +57,9 @@ def _attach(ctx: JobContext) -> dict[str, Any]:
 
 
 def _attach_recover(ctx: JobContext) -> str:
-    return volumes.undo_attach(ctx.db, _hosts(ctx), ctx.steps)
+    return volumes.undo_attach(
+        ctx.db, _hosts(ctx), ctx.params["volume"], ctx.params["vm"], ctx.steps
+    )
 
 
 def _detach(ctx: JobContext) -> dict[str, Any]:

@@ -393,6 +393,7 @@ def run_attach(
         done.append((name, data))
         step(name, **data)
 
+    started = False
     try:
         with db.write() as session:
             volume, vm = check_attach(session, volume_uuid, vm_uuid)
@@ -410,6 +411,7 @@ def run_attach(
             else:
                 pool = session.get(StoragePool, volume.pool_id)
             host = host_for(session, vm=vm, pool=pool)  # type: ignore[arg-type]
+        started = True
         assert pool is not None
         if volume.state == VolumeState.CREATING:
             did("pool_claimed", volume=volume.uuid, pool=pool.id, size=volume.size_bytes)
@@ -453,60 +455,67 @@ def run_attach(
             )
         return volume
     except BaseException:
-        with contextlib.suppress(Exception):
-            undo_attach(db, hosts, done)
+        if started:
+            with contextlib.suppress(Exception):
+                undo_attach(db, hosts, volume_uuid, vm_uuid, done)
         raise
 
 
-def undo_attach(db: Database, hosts: HostManager, steps: list[tuple[str, dict[str, Any]]]) -> str:
-    """Undo an attach that did not complete (also the AttachVolume job's crash recovery):
-    unplug the disk, delete the volume it created and give its space back. An attach whose
-    last write committed (the volume names its VM) is complete and left alone."""
-    undone: list[str] = []
-    volume_uuid = next((data["volume"] for _, data in steps if "volume" in data), None)
-    if volume_uuid is None:
-        return "nothing had been done"
+def undo_attach(
+    db: Database,
+    hosts: HostManager,
+    volume_uuid: str,
+    vm_uuid: str,
+    steps: list[tuple[str, dict[str, Any]]],
+) -> str:
+    """Undo an attach that did not complete (also the AttachVolume job's crash recovery).
+
+    Side effects that happened but were not recorded yet are found from the state: a
+    volume still Creating was made by this attach (only an attach sets it), and the disk
+    is unplugged from a running VM whenever the database does not say it is attached
+    (unplugging an absent disk does nothing). An attach whose last write committed (the
+    volume names the VM) is complete and left alone."""
     with db.read() as session:
         volume = session.exec(select(Volume).where(Volume.uuid == volume_uuid)).first()
-    if volume is None:
-        return "the volume is gone"
-    if volume.vm_id is not None and volume.state == VolumeState.READY:
+        vm = session.exec(select(VirtualMachine).where(VirtualMachine.uuid == vm_uuid)).first()
+        pool = session.get(StoragePool, volume.pool_id) if volume and volume.pool_id else None
+        vm_host = session.get(Host, vm.host_id) if vm and vm.host_id else None
+        pool_host = None
+        if pool is not None:
+            with contextlib.suppress(StateConflict):
+                pool_host = host_for(session, vm=vm, pool=pool)
+    if volume is None or vm is None:
+        return "the volume or the VM is gone; nothing to undo"
+    if volume.vm_id == vm.id and volume.state == VolumeState.READY:
         return "the attach had completed; nothing to undo"
-    for name, data in reversed(steps):
-        with db.read() as session:
-            host = session.get(Host, data.get("host")) if data.get("host") else None
-            pool = session.get(StoragePool, data.get("pool")) if data.get("pool") else None
-        if name == "disk_attached" and host is not None:
-            host_disks.detach_disk(
-                hosts.for_host(host),
-                data["domain"],
-                data["path"],
-                pool=pool.libvirt_pool_name if pool is not None else None,
+    undone: list[str] = []
+    if pool is not None and vm_host is not None and vm.state == VmState.RUNNING:
+        with contextlib.suppress(NotFound):
+            if host_disks.detach_disk(
+                hosts.for_host(vm_host),
+                vm.instance_name,
+                volume_file(pool, volume),
+                pool=pool.libvirt_pool_name,
                 volume=volume.path,
-            )
-            undone.append("unplugged the disk")
-        elif name == "volume_created" and host is not None and pool is not None:
-            host_storage.delete_volume(
-                hosts.for_host(host), pool.libvirt_pool_name, volume.path or ""
-            )
-            undone.append("deleted the new volume file")
-        elif name == "pool_claimed":
-            with db.write() as session:
-                current = session.get(Volume, volume.id)
-                if current is not None and current.state in (
-                    VolumeState.CREATING,
-                    VolumeState.READY,
-                ):
-                    pool_space.release_pool_space(session, data["pool"], data["size"])
-                    cas_volume(
-                        session,
-                        current,
-                        current.state,
-                        state=VolumeState.ALLOCATED,
-                        pool_id=None,
-                        path=None,
-                    )
-                    undone.append("gave the pool space back (volume Allocated again)")
+            ):
+                undone.append("unplugged the disk")
+    created = volume.state == VolumeState.CREATING or any(
+        name == "volume_created" for name, _ in steps
+    )
+    if created and pool is not None:
+        if pool_host is not None and volume.path:
+            hc = _connection(hosts, pool_host, pool)
+            if host_storage.delete_volume(hc, pool.libvirt_pool_name, volume.path):
+                undone.append("deleted the new volume file")
+        with db.write() as session:
+            current = session.get(Volume, volume.id)
+            if current is not None and current.vm_id is None and current.pool_id is not None:
+                pool_space.release_pool_space(session, current.pool_id, current.size_bytes)
+                cas_volume(
+                    session, current, current.state, state=VolumeState.ALLOCATED, pool_id=None,
+                    path=None,
+                )  # fmt: skip
+                undone.append("gave the pool space back (volume Allocated again)")
     return "; ".join(undone) or "nothing to undo"
 
 
