@@ -7,9 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlmodel import select
+
 from engine.errors import StratusError
 from engine.hosts.manager import HostManager
 from engine.jobs import JobContext, register_handler
+from engine.models import Snapshot, Volume
 from engine.storage import snapshots, templates, volumes
 
 
@@ -137,10 +140,6 @@ def _revert(ctx: JobContext) -> dict[str, Any]:
 
 def _revert_recover(ctx: JobContext) -> str:
     with ctx.db.read() as session:
-        from sqlmodel import select
-
-        from engine.models import Snapshot, Volume
-
         row = session.exec(
             select(Volume.uuid)
             .join(Snapshot, Snapshot.volume_id == Volume.id)

@@ -409,7 +409,13 @@ def end_revert(db: Database, volume_uuid: str) -> str:
         volume = session.exec(select(Volume).where(Volume.uuid == volume_uuid)).first()
         if volume is None or volume.state != REVERTING:
             return "the volume was not being reverted"
+        pool = session.get(StoragePool, volume.pool_id) if volume.pool_id else None
         cas_volume(session, volume, REVERTING, state=VolumeState.READY)
+    if pool is not None and volume.path:
+        # New content that was not swapped in yet (the old content is intact).
+        for suffix in (".revert", ".revert.part"):
+            with contextlib.suppress(FileNotFoundError):
+                Path(volume_file(pool, volume) + suffix).unlink()
     return f"volume '{volume.name}' is Ready again"
 
 
@@ -561,7 +567,8 @@ def end_template_from(db: Database, params: dict[str, Any]) -> str:
     if committed is None:
         for store in candidates:
             with contextlib.suppress(StratusError):
-                templates.remove_data(templates.data_path(store, params["template_uuid"], "QCOW2"))
+                fmt = str(params.get("format") or "QCOW2").upper()
+                templates.remove_data(templates.data_path(store, params["template_uuid"], fmt))
         done.append("removed any partial template file")
     if params.get("source") == "volume":
         with db.write() as session:
