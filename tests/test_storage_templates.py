@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import shutil
@@ -13,7 +14,14 @@ from sqlmodel import select
 
 from engine import topology
 from engine.bootstrap import Cloud
-from engine.errors import AlreadyExists, InUse, InvalidParameter, NotFound, StateConflict
+from engine.errors import (
+    AlreadyExists,
+    InUse,
+    InvalidParameter,
+    NotFound,
+    PermissionDenied,
+    StateConflict,
+)
 from engine.hosts.errors import ImageRefused
 from engine.models import ImageStore, Template, TemplateState, TemplateStoreRef
 from engine.storage import ostypes, templates
@@ -178,6 +186,9 @@ def test_bad_input_changes_nothing(cloud, zones, tmp_path) -> None:
         templates.register_template(admin, "t", zone="z1", source="relative.qcow2")
     with rejects(cloud, InvalidParameter, "a name is required", field="name"):
         templates.register_template(admin, " ", zone="z1", source=image)
+    tenant = dataclasses.replace(admin, is_admin=False)
+    with rejects(cloud, PermissionDenied, "only an administrator may register from a file"):
+        templates.register_template(tenant, "t", zone="z1", source=image)
     make_zone(cloud, "bare")
     with rejects(cloud, NotFound, "zone 'bare' has no writable secondary storage"):
         templates.register_template(admin, "t", zone="bare", source=image)

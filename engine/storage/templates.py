@@ -25,7 +25,14 @@ from sqlmodel import Session, col, select
 
 from engine.context import Caller
 from engine.db import Database
-from engine.errors import InUse, InvalidParameter, NotFound, StateConflict, StratusError
+from engine.errors import (
+    InUse,
+    InvalidParameter,
+    NotFound,
+    PermissionDenied,
+    StateConflict,
+    StratusError,
+)
 from engine.events import record_event
 from engine.hosts.images import inspect_image
 from engine.lookup import ensure_unique_name, resolve
@@ -167,9 +174,23 @@ def _image_sizes(request: TemplateRequest, path: Path) -> tuple[int, int]:
     return info.virtual_size_bytes, physical
 
 
-def _open_source(label: str, source: str | Path | BinaryIO) -> tuple[BinaryIO, int | None, bool]:
+def _check_may_read_files(caller: Caller, label: str) -> None:
+    # A path names a file on the management server itself: only an administrator may have
+    # one read (anyone else uploads the data as a stream).
+    if not caller.is_admin:
+        raise PermissionDenied(
+            f"{label}: only an administrator may register from a file on the management "
+            "server; upload the data instead",
+            field="source",
+        )
+
+
+def _open_source(
+    caller: Caller, label: str, source: str | Path | BinaryIO
+) -> tuple[BinaryIO, int | None, bool]:
     """(stream, size if known, whether we opened it and must close it)."""
     if isinstance(source, str | Path):
+        _check_may_read_files(caller, label)
         path = Path(source)
         if not path.is_absolute():
             raise InvalidParameter(f"{label}: source {str(source)!r} is not an absolute path",
@@ -267,7 +288,7 @@ def _register(
         zone = resolve(session, Zone, zone_ref, "zone", field="zone")
         store = stores.writable_store(session, zone)
         check_name_free(session, caller, request)
-    stream, known_size, owned = _open_source(label, source)
+    stream, known_size, owned = _open_source(caller, label, source)
     dest = data_path(store, request.uuid, request.format)
     if dest.exists():
         raise StateConflict(f"{label}: {dest} already exists on image store '{store.name}'")
@@ -380,6 +401,7 @@ def submit_register_template(caller: Caller, name: str, *, zone: str, path: str,
     iso = bool(options.pop("iso", False))
     request = check_template_request(name, iso=iso, **_request_options(options))
     label = request.label
+    _check_may_read_files(caller, label)
     source = Path(path)
     if not source.is_absolute() or not source.is_file():
         raise NotFound(f"{label}: source {path!r}: no such file (absolute path)", field="source")
