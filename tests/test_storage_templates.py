@@ -301,3 +301,16 @@ def _host_for_vm(cloud: Cloud):
     make_pod(cloud, "z1")
     make_cluster(cloud)
     return topology.add_host(cloud.admin, "c1", host_spec("h1", address="10.1.1.150"))
+
+
+def test_a_cancelled_copy_leaves_no_partial_file(tmp_path) -> None:
+    from engine.storage.transfer import TransferCancelled, copy_verified
+
+    dest = tmp_path / "out" / "t.qcow2"
+    calls = iter([False, True])
+    with pytest.raises(TransferCancelled, match="cancelled after 1024 bytes"):
+        copy_verified(
+            io.BytesIO(b"x" * 4096), dest, label="t", chunk_bytes=1024,
+            cancelled=lambda: next(calls),
+        )  # fmt: skip
+    assert list((tmp_path / "out").iterdir()) == []
