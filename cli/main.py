@@ -1,4 +1,5 @@
-"""The `stratus` command: the console (default), the demo, all-in-one init, schema upgrades.
+"""The `stratus` command: the console (default), the demo, all-in-one init, the headless
+server (serve), jobs, schema upgrades.
 
 Every failure ends as one line on stderr, `stratus: error: <message>`, and a non-zero exit
 status: 2 for a usage error, 1 otherwise. An engine error (`StratusError`) already says
@@ -183,6 +184,18 @@ def cmd_init(args: argparse.Namespace, config: Config) -> int:
         cloud.db.dispose()
 
 
+def cmd_serve(args: argparse.Namespace, config: Config) -> int:
+    from cli.jobs import cmd_serve as serve
+
+    return serve(args, config, _database_url(config))
+
+
+def cmd_jobs(args: argparse.Namespace, config: Config) -> int:
+    from cli.jobs import cmd_jobs as jobs
+
+    return jobs(args, config, _database_url(config))
+
+
 # --- parser ----------------------------------------------------------------------------
 
 
@@ -260,6 +273,33 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--bridge", default="cloudbr0", help=argparse.SUPPRESS)
     init.add_argument("--netns", default=None, help=argparse.SUPPRESS)
     init.set_defaults(handler=cmd_init)
+
+    serve = commands.add_parser(
+        "serve",
+        parents=[common],
+        help="run the engine without the console: host connections and the job workers",
+        description="Run the management server headless: connect to every host (events, "
+        "periodic resync, reconnect), recover jobs left by stopped processes, and run queued "
+        "jobs. Several servers may share one PostgreSQL database. Ctrl-C or SIGTERM stops "
+        "it after the running jobs finish.",
+    )
+    serve.add_argument(
+        "--workers", type=int, default=4, metavar="N", help="jobs run at once (default 4)"
+    )
+    serve.set_defaults(handler=cmd_serve)
+
+    jobs = commands.add_parser(
+        "jobs",
+        parents=[common],
+        help="list jobs, show one, or cancel one",
+        description="Without arguments, the newest jobs first. UUID shows one job with its "
+        "result or error; --cancel UUID cancels a pending job or asks a running one to stop.",
+    )
+    jobs.add_argument("uuid", nargs="?", help="the job to show")
+    jobs.add_argument("--cancel", metavar="UUID", help="cancel this job")
+    jobs.add_argument("--active", action="store_true", help="only pending and running jobs")
+    jobs.add_argument("--limit", type=int, default=50, metavar="N", help="how many (default 50)")
+    jobs.set_defaults(handler=cmd_jobs)
 
     db = commands.add_parser(
         "db",

@@ -982,6 +982,43 @@ class JobStep(SQLModel, table=True):
     created: datetime = Field(default_factory=utcnow)
 
 
+# --- storage ---------------------------------------------------------------------------
+
+
+class SnapshotState(StrEnum):
+    """CloudStack's volume snapshot states (Creating and Destroying belong to a live job)."""
+
+    CREATING = "Creating"
+    BACKED_UP = "BackedUp"
+    DESTROYING = "Destroying"
+    DESTROYED = "Destroyed"
+    ERROR = "Error"
+
+
+class Snapshot(SQLModel, table=True):
+    """A copy of a volume's content on its zone's secondary storage (a full qcow2 image)."""
+
+    __table_args__ = (Index("ix_snapshot_volume_state", "volume_id", "state"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    uuid: str = Field(default_factory=new_uuid, unique=True, max_length=36)
+    name: str = Field(max_length=255)
+    account_id: int = Field(foreign_key="account.id", index=True)
+    domain_id: int = Field(foreign_key="domain.id")
+    zone_id: int = Field(foreign_key="zone.id", index=True)
+    volume_id: int = Field(foreign_key="volume.id")
+    store_id: int | None = Field(default=None, foreign_key="imagestore.id", index=True)
+    # The file on the image store, relative to the store's root.
+    path: str | None = Field(default=None, max_length=1024)
+    size_bytes: int = Field(default=0, sa_column=_bytes_column())  # the volume's virtual size
+    physical_size_bytes: int = Field(default=0, sa_column=_bytes_column())
+    state: str = Field(default=SnapshotState.CREATING, max_length=32)
+    error: str | None = Field(default=None, max_length=4096)
+    update_count: int = 0
+    created: datetime = Field(default_factory=utcnow)
+    removed: datetime | None = None
+
+
 # --- compute ---------------------------------------------------------------------------
 
 

@@ -41,8 +41,10 @@ def add_vm(
     state: str = VmState.RUNNING,
     power_state: str = "PowerOff",
     memory_bytes: int = 256 * MIB,
+    uuid: str | None = None,
 ) -> VirtualMachine:
-    """A VM row placed on `host` (as placement would leave it)."""
+    """A VM row placed on `host` (as placement would leave it). `uuid`: the VM UUID its
+    domain's metadata carries, when the test defines the domain itself."""
     caller = cloud.admin
     with cloud.db.write() as session:
         vm = VirtualMachine(
@@ -60,6 +62,8 @@ def add_vm(
             state=state,
             power_state=power_state,
         )
+        if uuid is not None:
+            vm.uuid = uuid
         session.add(vm)
     return vm
 

@@ -242,8 +242,11 @@ def test_libvirtd_dies_host_disconnected_then_reconnected_and_resynced(
     hc = manager.for_host(host)
     storage.create_volume(hc, pool, "root.qcow2", 16 * MIB, "qcow2")
     name = f"stratus-test-{uuid.uuid4().hex[:8]}"
-    _spec, xml = _tiny_vm(name, pool, "root.qcow2")
-    add_vm(cloud, host, name, state=VmState.RUNNING, power_state=PowerState.POWER_OFF)
+    spec, xml = _tiny_vm(name, pool, "root.qcow2")
+    add_vm(
+        cloud, host, name, state=VmState.RUNNING, power_state=PowerState.POWER_OFF,
+        uuid=spec.vm_uuid,
+    )  # fmt: skip
     try:
         domains.define_domain(hc, xml)
         domains.start_domain(hc, name)

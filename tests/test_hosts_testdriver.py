@@ -279,7 +279,8 @@ def test_resync_corrects_what_events_missed(cloud, manager, cluster, tmp_path) -
         ("vm-gone", "PowerOn", "PowerReportMissing"),
     ]
     assert report.missing == ["vm-gone"]
-    assert report.unmanaged == ["stranger"]
+    # "stranger" carries Stratus metadata for a VM this database does not know.
+    assert report.unknown == ["stranger"] and report.unmanaged == []
     # The database's intent is left alone and the disagreement reported.
     assert sorted(report.drift) == [
         ("vm-ev", "Stopped", "PowerOn"),
@@ -290,6 +291,66 @@ def test_resync_corrects_what_events_missed(cloud, manager, cluster, tmp_path) -
     assert vm_row(cloud, "vm-gone").power_state == "PowerReportMissing"
     assert manager.resync_host(hc).changed == []  # nothing left to correct
     assert domains.domain_state(hc, "stranger") == "shutoff"  # drift reported, not "fixed"
+
+
+FOREIGN_XML = (
+    "<domain type='test'><name>not-ours</name><memory unit='MiB'>64</memory>"
+    "<os><type>hvm</type></os></domain>"
+)
+
+
+def test_resync_matches_domains_by_metadata_uuid_and_gives_evidence(
+    cloud, manager, cluster, tmp_path
+) -> None:
+    manager.on_lifecycle = lambda *a: None  # type: ignore[method-assign]
+    host, hc = _host_with_vm(cloud, manager, cluster, tmp_path, state=VmState.STOPPED)
+    other = add_host_from_uri(cloud.admin, manager, cluster.uuid, node_uri(tmp_path, "other"))
+    kept = vm_row(cloud, "vm-ev")
+    impostor = add_vm(cloud, host, "vm-impostor", state=VmState.STOPPED)
+    elsewhere = add_vm(cloud, other, "vm-elsewhere", state=VmState.RUNNING)
+    expunged = add_vm(cloud, host, "vm-expunged", state=VmState.EXPUNGED)
+    # Out of band: vm-ev's domain renamed (same metadata), vm-impostor's replaced by a
+    # namesake carrying another VM's UUID, domains for a VM placed on the other host and
+    # for an expunged VM, and a domain that is not Stratus's at all.
+    domains.undefine_domain(hc, "vm-ev")
+    domains.define_domain(hc, build_domain_xml(_spec("renamed", uuid=kept.uuid, vm_uuid=kept.uuid)))
+    domains.undefine_domain(hc, "vm-impostor")
+    domains.define_domain(hc, build_domain_xml(_spec("vm-impostor")))
+    domains.define_domain(
+        hc, build_domain_xml(_spec("copy", uuid=elsewhere.uuid, vm_uuid=elsewhere.uuid))
+    )
+    domains.define_domain(
+        hc, build_domain_xml(_spec("ghost", uuid=expunged.uuid, vm_uuid=expunged.uuid))
+    )
+    domains.define_domain(hc, FOREIGN_XML)
+    before = set(domains.list_domains(hc))
+
+    report = manager.resync_host(hc)
+
+    assert report.missing == ["vm-impostor"]  # vm-ev was found under its new name
+    assert report.unmanaged == ["not-ours"]
+    by_domain = {(d.kind, d.domain): d for d in report.evidence}
+    assert set(by_domain) == {
+        ("missing", "vm-impostor"),
+        ("unknown", "vm-impostor"),
+        ("elsewhere", "copy"),
+        ("unknown", "ghost"),
+    }
+    missing = by_domain["missing", "vm-impostor"]
+    assert missing.kind == "missing" and missing.vm_uuid == impostor.uuid
+    assert "has no domain carrying its UUID" in missing.evidence
+    assert "a domain named 'vm-impostor' exists but carries the metadata of VM" in (
+        missing.evidence
+    )
+    copy = by_domain["elsewhere", "copy"]
+    assert copy.kind == "elsewhere" and copy.vm_name == "vm-elsewhere"
+    assert f"places on host '{other.name}' (Running)" in copy.evidence
+    ghost = by_domain["unknown", "ghost"]
+    assert ghost.kind == "unknown" and "which was expunged" in ghost.evidence
+    # The impostor namesake is reported too: it carries a VM UUID the database lacks.
+    assert "which this database does not know" in by_domain["unknown", "vm-impostor"].evidence
+    # Reported, never "fixed": every domain is still there.
+    assert set(domains.list_domains(hc)) == before
 
 
 def test_a_simulated_host_gets_its_domains_back_after_a_restart(cloud, cluster, tmp_path) -> None:

@@ -200,6 +200,10 @@ def build_domain_xml(spec: DomainSpec) -> str:
     os_el = _sub(domain, "os")
     _sub(os_el, "type", "hvm", arch=spec.arch, machine=spec.machine)
     _sub(os_el, "boot", dev="hd")
+    # ACPI: the power button a graceful shutdown presses, and PCI/SCSI hot-plug of disks.
+    features = _sub(domain, "features")
+    _sub(features, "acpi")
+    _sub(features, "apic")
     _sub(domain, "on_poweroff", "destroy")
     _sub(domain, "on_reboot", "restart")
     _sub(domain, "on_crash", "destroy")

@@ -234,6 +234,32 @@ def list_domains(hc: HostConnection) -> dict[str, PowerState]:
     )
 
 
+@dataclass(frozen=True)
+class DomainOwner:
+    """A domain as reconciliation sees it: its power state and the Stratus VM it carries."""
+
+    name: str
+    power: PowerState
+    vm_uuid: str | None  # from our metadata; None for a domain that is not ours
+
+
+def list_domain_owners(hc: HostConnection) -> dict[str, DomainOwner]:
+    """Every domain on the host with the VM UUID in its Stratus metadata."""
+    from engine.hosts.domain_xml import vm_uuid_of
+
+    def read(conn: libvirt.virConnect) -> dict[str, DomainOwner]:
+        found = {}
+        for dom in conn.listAllDomains(0):
+            try:
+                vm_uuid = vm_uuid_of(dom.XMLDesc(0))
+            except (libvirt.libvirtError, ET.ParseError):
+                vm_uuid = None  # gone meanwhile, or XML we cannot read: not claimed as ours
+            found[dom.name()] = DomainOwner(dom.name(), power_state_of(dom.state()[0]), vm_uuid)
+        return found
+
+    return hc.call(read, what="list domains and their owners")
+
+
 # --- migration -------------------------------------------------------------------------
 
 

@@ -81,18 +81,39 @@ _PLACED_STATES = (
 _EXPECTED_POWER = {VmState.RUNNING: PowerState.POWER_ON, VmState.STOPPED: PowerState.POWER_OFF}
 
 
+@dataclass(frozen=True)
+class Drift:
+    """One disagreement between a host and the database, with what shows it."""
+
+    kind: str  # "missing" | "unknown" | "elsewhere"
+    domain: str  # the domain's name on the host (the VM's instance name when missing)
+    vm_uuid: str | None
+    vm_name: str | None
+    evidence: str
+
+
 @dataclass
 class ResyncReport:
-    """What a resync found on one host."""
+    """What a resync found on one host. Domains are matched to VMs by the VM UUID in
+    their Stratus metadata, not by name: a renamed domain is still found, and a domain
+    that merely has a VM's name is not taken for it."""
 
     host: str
     changed: list[tuple[str, str, str]] = field(default_factory=list)  # name, before, after
     missing: list[str] = field(default_factory=list)  # in the database, not on the host
-    unmanaged: list[str] = field(default_factory=list)  # on the host, not in the database
+    # Domains without Stratus metadata: not ours, left alone and not counted as drift.
+    unmanaged: list[str] = field(default_factory=list)
     # Intent and power disagree (name, state, power state): a Running VM that is off, a
     # Stopped one that is on. Reported for an operator or a job to act on; the VM's state
     # is intent and a resync never rewrites it.
     drift: list[tuple[str, str, str]] = field(default_factory=list)
+    # VMs missing here, and domains carrying our metadata that the database does not place
+    # here, each with its evidence. Reported, never deleted or redefined.
+    evidence: list[Drift] = field(default_factory=list)
+
+    @property
+    def unknown(self) -> list[str]:
+        return [d.domain for d in self.evidence if d.kind != "missing"]
 
 
 class HostManager:
@@ -311,19 +332,22 @@ class HostManager:
             )
 
     def resync_host(self, hc: HostConnection) -> ResyncReport:
-        """Read every domain's power state from the host and correct the database."""
+        """Read every domain from the host, apply power-state changes to the database and
+        report drift (with evidence). Never touches a domain."""
         report = ResyncReport(host=hc.label)
         if hc.host_id is None or self.db is None:
             return report
-        actual = domains.list_domains(hc)
+        actual = domains.list_domain_owners(hc)
         vms = self._placed_vms(hc)
-        known = {vm.instance_name for vm in vms}
-        report.unmanaged = sorted(set(actual) - known)
+        by_uuid = {d.vm_uuid: d for d in actual.values() if d.vm_uuid is not None}
+        report.unmanaged = sorted(n for n, d in actual.items() if d.vm_uuid is None)
         with self.db.write() as session:
             for vm in vms:
-                power = actual.get(vm.instance_name, PowerState.POWER_REPORT_MISSING)
-                if power == PowerState.POWER_REPORT_MISSING:
+                found = by_uuid.get(vm.uuid)
+                power = found.power if found is not None else PowerState.POWER_REPORT_MISSING
+                if found is None:
                     report.missing.append(vm.instance_name)
+                    report.evidence.append(self._missing(hc, vm, actual))
                 expected = _EXPECTED_POWER.get(VmState(vm.state))
                 if expected is not None and power != expected:
                     report.drift.append((vm.instance_name, vm.state, power))
@@ -339,16 +363,84 @@ class HostManager:
                 ).rowcount
                 if changed:
                     report.changed.append((vm.instance_name, vm.power_state, power))
+        placed = {vm.uuid for vm in vms}
+        strangers = [d for d in actual.values() if d.vm_uuid and d.vm_uuid not in placed]
+        report.evidence.extend(self._strangers(hc, strangers))
         for name, _before, after in report.changed:
             self.power_log.append((hc.uri, name, after))
-        if report.changed or report.missing:
+        if report.changed or report.evidence:
             log.info(
-                "%s: resync changed %d, missing %d",
+                "%s: resync changed %d, missing %d, unknown %d",
                 hc.label,
                 len(report.changed),
                 len(report.missing),
+                len(report.unknown),
             )
+        for drift in report.evidence:
+            log.warning("%s: drift (%s): %s", hc.label, drift.kind, drift.evidence)
         return report
+
+    @staticmethod
+    def _missing(
+        hc: HostConnection, vm: VirtualMachine, actual: dict[str, domains.DomainOwner]
+    ) -> Drift:
+        evidence = (
+            f"VM '{vm.name}' ({vm.uuid}, {vm.state}) is placed on {hc.label}, which has no "
+            f"domain carrying its UUID among its {len(actual)} domains"
+        )
+        namesake = actual.get(vm.instance_name)
+        if namesake is not None:
+            owner = (
+                "no Stratus metadata"
+                if namesake.vm_uuid is None
+                else f"the metadata of VM {namesake.vm_uuid}"
+            )
+            evidence += f"; a domain named '{vm.instance_name}' exists but carries {owner}"
+        return Drift("missing", vm.instance_name, vm.uuid, vm.name, evidence)
+
+    def _strangers(self, hc: HostConnection, strangers: list[domains.DomainOwner]) -> list[Drift]:
+        if not strangers:
+            return []
+        assert self.db is not None
+        uuids = [d.vm_uuid for d in strangers]
+        with self.db.read() as session:
+            rows = {
+                vm.uuid: (vm, host_name)
+                for vm, host_name in session.exec(
+                    select(VirtualMachine, Host.name)
+                    .join(Host, col(Host.id) == VirtualMachine.host_id, isouter=True)
+                    .where(col(VirtualMachine.uuid).in_(uuids))
+                )
+            }
+        found = []
+        for d in sorted(strangers, key=lambda d: d.name):
+            head = f"domain '{d.name}' on {hc.label} ({d.power}) carries Stratus metadata for VM"
+            known = rows.get(d.vm_uuid or "")
+            if known is None:
+                found.append(
+                    Drift(
+                        "unknown",
+                        d.name,
+                        d.vm_uuid,
+                        None,
+                        f"{head} {d.vm_uuid}, which this database does not know",
+                    )
+                )
+                continue
+            vm, host_name = known
+            if vm.removed is not None or vm.state == VmState.EXPUNGED:
+                where = f"which was expunged ({vm.state}, removed {vm.removed or 'unknown'})"
+                kind = "unknown"
+            elif host_name is None:
+                where = f"which the database has {vm.state} on no host"
+                kind = "unknown"
+            else:
+                where = f"which the database places on host '{host_name}' ({vm.state})"
+                kind = "elsewhere"
+            found.append(
+                Drift(kind, d.name, vm.uuid, vm.name, f"{head} '{vm.name}' ({vm.uuid}), {where}")
+            )
+        return found
 
     def resync_all(self) -> list[ResyncReport]:
         """Resync every host that is connected now (lazy hosts stay closed)."""

@@ -15,7 +15,11 @@ log = logging.getLogger(__name__)
 
 # The engine's handler modules; each registers its job types when imported. A runner
 # imports them all at start, so every engine process can run every job type.
-HANDLER_MODULES = ("engine.compute.handlers", "engine.storage.handlers")
+HANDLER_MODULES = (
+    "engine.compute.handlers",
+    "engine.storage.handlers",
+    "engine.hosts.handlers",
+)
 
 Run = Callable[["JobContext"], dict[str, Any] | None]
 Recover = Callable[["JobContext"], str]
