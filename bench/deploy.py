@@ -3,8 +3,9 @@
     .venv/bin/python bench/deploy.py [--runs 5] [--jobs 400] [--uri qemu:///system]
 
 1. Deploy: a one-host cloud on a fresh SQLite file (zone, pod, cluster, the libvirtd as
-   its host, a dir pool, an image store with a 32 MiB qcow2 template made with qemu-img,
-   a shared network on a bridge made for the run, a 1 vCPU / 64 MiB offering). Each round
+   its host, a dir pool, an image store with a 32 MiB qcow2 made with qemu-img and
+   registered through the storage service, a shared network on a bridge made for the
+   run, a 1 vCPU / 64 MiB offering). Each round
    times `deploy_vm` until its DeployVM job has the VM Running (job queue pick-up,
    placement with its explanation, IPAM, template inspection and copy into the pool,
    domain XML, define, start, every step recorded), then — the baseline, on the same
@@ -50,8 +51,10 @@ from engine.hosts.manager import HostManager  # noqa: E402
 from engine.ipam.networks import create_shared_network  # noqa: E402
 from engine.ipam.vni import add_vni_range  # noqa: E402
 from engine.jobs import JobRunner, register_handler, submit_job  # noqa: E402
-from engine.models import Template, TemplateState, TemplateStoreRef, VirtualMachine  # noqa: E402
+from engine.models import VirtualMachine  # noqa: E402
 from engine.settings import update_setting  # noqa: E402
+from engine.storage import template_path_in_zone  # noqa: E402
+from engine.storage.templates import register_template  # noqa: E402
 
 MIB = 2**20
 VNI = 3918
@@ -117,32 +120,11 @@ def _cloud(work: Path, uri: str):  # type: ignore[no-untyped-def]
         capacity_bytes=100 * 2**30,
     )
     (work / "secondary").mkdir()
-    store = topology.add_image_store(admin, "z1", "sec1", url=str(work / "secondary"))
-    template_file = work / "secondary" / "tiny.qcow2"
-    subprocess.run(
-        ["qemu-img", "create", "-q", "-f", "qcow2", str(template_file), "32M"], check=True
-    )
-    with cloud.db.write() as session:
-        template = Template(
-            name="tiny",
-            account_id=admin.account_id,
-            domain_id=admin.domain_id,
-            size_bytes=32 * MIB,
-            state=TemplateState.READY,
-            is_public=True,
-        )
-        session.add(template)
-        session.flush()
-        session.add(
-            TemplateStoreRef(
-                template_id=template.id,
-                store_id=store.id,
-                path=template_file.name,
-                state=TemplateState.READY,
-                progress=100,
-                size_bytes=32 * MIB,
-            )
-        )
+    topology.add_image_store(admin, "z1", "sec1", url=str(work / "secondary"))
+    made = work / "tiny.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(made), "32M"], check=True)
+    register_template(admin, "tiny", zone="z1", source=made, is_public=True)
+    template_file, _fmt = template_path_in_zone(cloud.db, "tiny", "z1")
     add_vni_range(admin, "z1", VNI, VNI, isolation="vlan")
     create_shared_network(
         admin,

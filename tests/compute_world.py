@@ -4,6 +4,7 @@ and a tiny offering; plus what the tests read back (volumes, NICs, claims, domai
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,12 +26,12 @@ from engine.models import (
     PlacementClaim,
     StoragePool,
     Template,
-    TemplateState,
-    TemplateStoreRef,
     VirtualMachine,
     Volume,
+    Zone,
 )
 from engine.settings import update_setting
+from engine.storage.templates import register_template
 from tests.hosts_helpers import MIB, node_uri
 
 TEMPLATE_SIZE = 32 * MIB
@@ -48,39 +49,25 @@ class ComputeWorld:
 
 
 def make_template(cloud: Cloud, store: ImageStore, directory: Path, name: str = "tiny") -> Template:
-    """A Ready qcow2 template (made with qemu-img) on `store`, as the storage service would
-    leave it: the Template row, its TemplateStoreRef and the file."""
+    """A qcow2 made with qemu-img, registered through the storage service (checksum
+    verified, image checked) onto the zone of `store`: Ready when this returns."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{name}.qcow2"
     subprocess.run(
         ["qemu-img", "create", "-q", "-f", "qcow2", str(path), str(TEMPLATE_SIZE)], check=True
     )
-    caller = cloud.admin
-    with cloud.db.write() as session:
-        template = Template(
-            name=name,
-            account_id=caller.account_id,  # type: ignore[arg-type]
-            domain_id=caller.domain_id,  # type: ignore[arg-type]
-            format="QCOW2",
-            size_bytes=TEMPLATE_SIZE,
-            physical_size_bytes=path.stat().st_size,
-            state=TemplateState.READY,
-            is_public=True,
-        )
-        session.add(template)
-        session.flush()
-        session.add(
-            TemplateStoreRef(
-                template_id=template.id,  # type: ignore[arg-type]
-                store_id=store.id,  # type: ignore[arg-type]
-                path=str(path.relative_to(store.url.removeprefix("file://"))),
-                state=TemplateState.READY,
-                progress=100,
-                size_bytes=TEMPLATE_SIZE,
-                physical_size_bytes=path.stat().st_size,
-            )
-        )
-    return template
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    with cloud.db.read() as session:
+        zone = session.get(Zone, store.zone_id)
+        assert zone is not None
+    return register_template(
+        cloud.admin,
+        name,
+        zone=zone.name,
+        source=path,
+        checksum=f"sha256:{digest}",
+        is_public=True,
+    )
 
 
 def make_compute_world(

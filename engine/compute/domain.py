@@ -6,6 +6,7 @@ from sqlmodel import Session, col, select
 
 from engine.hosts.domain_xml import DiskSpec, DomainSpec, NicSpec, build_domain_xml
 from engine.models import GuestNetwork, Nic, StoragePool, VirtualMachine, Volume
+from engine.storage import disk_target
 
 # The bridge of networks without a VLAN/VXLAN id (Basic zones, untagged shared networks):
 # what `stratus init --all-in-one` creates.
@@ -34,14 +35,16 @@ def attached_volumes(session: Session, vm: VirtualMachine) -> list[tuple[Volume,
 
 
 def domain_spec(session: Session, vm: VirtualMachine, domain_type: str) -> DomainSpec:
+    # Targets as storage gives them: the root disk on virtio (vda), data disks on SCSI by
+    # device id (sdb, sdc ...), so a disk hot-plugged while running keeps its name here.
     disks = tuple(
         DiskSpec(
-            target=f"vd{chr(ord('a') + i)}",
+            target=disk_target(volume.volume_type, volume.device_id or 0),
             format="raw" if volume.format.lower() == "raw" else "qcow2",
             pool=pool.libvirt_pool_name,
             volume=volume.path,
         )
-        for i, (volume, pool) in enumerate(attached_volumes(session, vm))
+        for volume, pool in attached_volumes(session, vm)
     )
     nics = tuple(
         NicSpec(bridge=network_bridge(network), mac=nic.mac)
