@@ -30,6 +30,7 @@ from engine.models import (
     utcnow,
 )
 from engine.placement import release_capacity
+from engine.storage.pool_space import release_volume_space
 
 log = logging.getLogger("stratus.compute")
 
@@ -113,8 +114,12 @@ def delete_volumes(
                 volume.state = VolumeState.ERROR
                 continue
         if keep_rows:
+            # The claim still counts its space; releasing the claim gives it back.
             volume.state, volume.pool_id, volume.path = VolumeState.ALLOCATED, None, None
         else:
+            # Its pool space goes back now: from the VM's claim when placement counted it
+            # there, else (a data volume storage attached) from the pool itself.
+            release_volume_space(session, volume)
             volume.state, volume.removed = VolumeState.EXPUNGED, utcnow()
         volume.update_count += 1
         session.add(volume)
