@@ -337,3 +337,45 @@ def test_expunge_also_takes_back_a_data_volume_storage_attached(world, manager, 
     assert live_volumes(cloud) == []
     assert pool_files(manager, world.hosts, world.pool) == {h.name: [] for h in world.hosts}
     assert pool_row(cloud).allocated_bytes == 0 and claims(cloud) == []
+
+
+def test_the_lifecycle_on_sqlite_and_postgresql(any_cloud, tmp_path) -> None:
+    """Deploy, then stop/start/reboot queued at once, a failed deploy's undo, destroy and
+    expunge: the same compare-and-set SQL on both databases."""
+    from engine.compute import context
+
+    world = make_compute_world(any_cloud, tmp_path)
+    manager = HostManager(any_cloud.db, debounce=0.1)
+    try:
+        with JobRunner(any_cloud.db, workers=4, hosts=manager, poll_seconds=0.05) as runner:
+            vm = deployed(world, runner)
+            jobs = [
+                stop_vm(any_cloud.admin, vm.uuid, forced=True),
+                start_vm(any_cloud.admin, vm.uuid),
+                reboot_vm(any_cloud.admin, vm.uuid),
+            ]
+            rows = [runner.wait(j.uuid, raise_on_failure=True) for j in jobs]
+            for earlier, later in itertools.pairwise(rows):
+                assert earlier.finished <= later.started  # type: ignore[operator]
+            context.STEP_HOOKS.append(_fail_after_volume)
+            try:
+                request = DeployRequest(
+                    "bad", zone="z1", offering="tiny", template="tiny", networks=["guest"]
+                )
+                _bad, job = deploy_vm(any_cloud.admin, request)
+                assert runner.wait(job.uuid).state == JobState.FAILED
+            finally:
+                context.STEP_HOOKS.remove(_fail_after_volume)
+            assert vm_by_name(any_cloud, "bad").state == VmState.ERROR
+            run(runner, destroy_vm(any_cloud.admin, vm.uuid, expunge=True))
+            run(runner, destroy_vm(any_cloud.admin, "bad"))
+    finally:
+        manager.close()
+    assert live_volumes(any_cloud) == [] and nics(any_cloud) == [] and claims(any_cloud) == []
+    assert host_usage(any_cloud) == [(0, 0, 0, 0)] * 2
+    assert pool_row(any_cloud).allocated_bytes == 0
+
+
+def _fail_after_volume(step: str, _vm: object) -> None:
+    if step == "volume":
+        raise StateConflict("injected failure after volume")
