@@ -224,6 +224,10 @@ def test_change_offering_while_stopped(world, manager, runner) -> None:
     host = next(h for h in world.hosts if h.id == running.host_id)
     stats = domains.domain_stats(manager.for_host(host), running.instance_name)
     assert stats.vcpus == 2 and stats.max_memory_bytes == 128 * MIB
+    # the host counts the new sizes, the old reservation is gone
+    usage = dict(zip([h.name for h in world.hosts], host_usage(cloud), strict=True))
+    assert usage[host.name] == (2000, 0, 128 * MIB, 0)
+    assert sum(u[1] + u[3] for u in usage.values()) == 0
 
 
 def test_migrate_is_checked_before_anything_moves(world, cloud, runner) -> None:
@@ -379,3 +383,19 @@ def test_the_lifecycle_on_sqlite_and_postgresql(any_cloud, tmp_path) -> None:
 def _fail_after_volume(step: str, _vm: object) -> None:
     if step == "volume":
         raise StateConflict("injected failure after volume")
+
+
+def test_a_vm_whose_deploy_was_cancelled_before_it_ran_can_be_destroyed(world, manager) -> None:
+    from engine.jobs import cancel_job
+
+    cloud = world.cloud
+    request = DeployRequest("web1", zone="z1", offering="tiny", template="tiny", networks=["guest"])
+    vm, job = deploy_vm(cloud.admin, request)  # no runner yet: the job stays Pending
+    assert cancel_job(cloud.admin, job.uuid).state == JobState.CANCELLED
+    assert vm_by_name(cloud, "web1").state == VmState.STARTING
+    destroy = destroy_vm(cloud.admin, vm.uuid)
+    with JobRunner(cloud.db, workers=1, hosts=manager, poll_seconds=0.05) as runner:
+        run(runner, destroy)
+    gone = vm_by_name(cloud, "web1")
+    assert gone.state == VmState.EXPUNGED and gone.removed is not None
+    assert live_volumes(cloud) == [] and nics(cloud) == [] and claims(cloud) == []

@@ -62,7 +62,9 @@ OPERATIONS: dict[str, tuple[frozenset[str], str]] = {
     "StartVM": (frozenset({S.STOPPED}), "start"),
     "StopVM": (frozenset({S.RUNNING}), "stop"),
     "RebootVM": (frozenset({S.RUNNING}), "reboot"),
-    "DestroyVM": (frozenset({S.RUNNING, S.STOPPED, S.ERROR}), "destroy"),
+    # Starting: only a VM whose DeployVM job was cancelled before it ran (no job of the
+    # VM is queued or running when this is checked).
+    "DestroyVM": (frozenset({S.RUNNING, S.STOPPED, S.ERROR, S.STARTING}), "destroy"),
     "ExpungeVM": (frozenset({S.DESTROYED, S.ERROR}), "expunge"),
     "MigrateVM": (frozenset({S.RUNNING}), "migrate"),
 }
@@ -461,6 +463,11 @@ def run_reboot(ctx: StepContext) -> dict[str, Any]:
 
 def run_destroy(ctx: StepContext) -> dict[str, Any]:
     vm = _vm(ctx)
+    if vm.state == S.STARTING:
+        # Jobs of one VM run one at a time, so no deploy is running: its DeployVM job was
+        # cancelled before it started. Nothing was placed or made; the VM goes.
+        _move(ctx, vm, S.STARTING, S.ERROR, "destroy it", host_id=None)
+        _note(ctx, vm, "its deploy was cancelled before it ran")
     if vm.state == S.ERROR or ctx.params.get("expunge"):
         if vm.state != S.ERROR:
             _destroy(ctx, vm)
