@@ -399,3 +399,29 @@ def test_a_vm_whose_deploy_was_cancelled_before_it_ran_can_be_destroyed(world, m
     gone = vm_by_name(cloud, "web1")
     assert gone.state == VmState.EXPUNGED and gone.removed is not None
     assert live_volumes(cloud) == [] and nics(cloud) == [] and claims(cloud) == []
+
+
+def test_start_moves_to_another_host_when_the_last_one_cannot_take_it(
+    world, manager, runner
+) -> None:
+    from engine import topology
+
+    cloud = world.cloud
+    vm = deployed(world, runner)
+    first = next(h for h in world.hosts if h.id == vm.host_id)
+    other = next(h for h in world.hosts if h.id != vm.host_id)
+    run(runner, stop_vm(cloud.admin, vm.uuid, forced=True))
+    topology.disable_host(cloud.admin, first.uuid)
+    run(runner, start_vm(cloud.admin, vm.uuid))
+    moved = vm_by_name(cloud, "web1")
+    assert moved.state == VmState.RUNNING and moved.host_id == other.id
+    assert moved.last_host_id == other.id
+    # the definition followed the VM; the reservation on the first host was given back
+    assert domains_everywhere(manager, world.hosts) == {
+        first.name: [],
+        other.name: [vm.instance_name],
+    }
+    usage = dict(zip([h.name for h in world.hosts], host_usage(cloud), strict=True))
+    assert usage == {first.name: (0, 0, 0, 0), other.name: (500, 0, 64 * MIB, 0)}
+    (claim,) = claims(cloud)
+    assert claim.host_id == other.id and claim.state == ClaimState.USED
