@@ -39,6 +39,7 @@ from engine.compute import (
     recover_vm,
     start_vm,
     stop_vm,
+    vm_lifecycle,
 )
 from engine.compute.states import transition
 from engine.errors import InsufficientCapacity, InvalidParameter, StateConflict
@@ -164,7 +165,13 @@ def test_destroy_recover_then_destroy_and_expunge(world, manager, runner) -> Non
     assert len(nics(cloud)) == 1
     assert sum(u[0] for u in host_usage(cloud)) == 0  # no host share is used
 
+    view = vm_lifecycle(cloud.admin, vm.uuid)
+    assert view.destroyed is not None and view.expunge_after is not None
+    assert (view.expunge_after - view.destroyed).total_seconds() == 86400  # expunge.delay
+    assert "chose host" in view.placement_summary and view.state_reason == ""
+
     recovered = recover_vm(cloud.admin, vm.uuid)
+    assert vm_lifecycle(cloud.admin, vm.uuid).expunge_after is None
     assert recovered.state == VmState.STOPPED
     run(runner, start_vm(cloud.admin, vm.uuid))
     assert vm_by_name(cloud, "web1").state == VmState.RUNNING

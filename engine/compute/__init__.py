@@ -14,11 +14,14 @@ Public API (services take a `Caller`; hypervisor work runs as jobs, see engine.j
   `expunge_vm`, `migrate_vm(vm, host)` -> Job; `recover_vm` (Destroyed → Stopped) and
   `change_offering` (Stopped) are immediate; `expunge_due` submits the expunges that
   `expunge.delay` makes due.
+- `vm_lifecycle(caller, vm) -> VmLifecycleView`: the reason of its Error or failed start,
+  its placement explanation, when it was destroyed and until when it is recoverable.
 - `states.transition`: the compare-and-set every state change goes through.
 
 Modules: deploy.py (validate, steps, undo, recover), operations.py, cleanup.py (taking a
 VM's resources back, idempotently), domain.py (domain XML from the rows), states.py,
-templates.py (a template's file in a zone), handlers.py (job registrations).
+templates.py (a template's file in a zone), queries.py, context.py (what a job gives a
+step, the test hooks), handlers.py (job registrations).
 """
 
 from engine.compute.deploy import DeployFailed, DeployRequest, deploy_vm
@@ -33,10 +36,12 @@ from engine.compute.operations import (
     start_vm,
     stop_vm,
 )
+from engine.compute.queries import VmLifecycleView, vm_lifecycle
 
 __all__ = [
     "DeployFailed",
     "DeployRequest",
+    "VmLifecycleView",
     "change_offering",
     "deploy_vm",
     "destroy_vm",
@@ -47,4 +52,5 @@ __all__ = [
     "recover_vm",
     "start_vm",
     "stop_vm",
+    "vm_lifecycle",
 ]
