@@ -1017,3 +1017,18 @@ class Snapshot(SQLModel, table=True):
     update_count: int = 0
     created: datetime = Field(default_factory=utcnow)
     removed: datetime | None = None
+
+
+# --- compute ---------------------------------------------------------------------------
+
+
+class VmLifecycle(SQLModel, table=True):
+    """What the VM lifecycle keeps beside a VM row: why it is in Error (or why its last
+    operation failed), when it was destroyed (recoverable until `expunge.delay` seconds
+    after), and the placement summary of its last deploy or start."""
+
+    vm_id: int = Field(foreign_key="virtualmachine.id", primary_key=True, ondelete="CASCADE")
+    state_reason: str = Field(default="", max_length=4096)
+    destroyed: datetime | None = None
+    placement_summary: str = Field(default="", max_length=4096)
+    updated: datetime = Field(default_factory=utcnow)
