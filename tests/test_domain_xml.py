@@ -61,7 +61,8 @@ def _expected_elements(spec: DomainSpec) -> list[str]:
     tags = ["domain", "name", "uuid"]
     tags += ["description"] if spec.description else []
     tags += ["metadata", f"{{{METADATA_NS}}}vm", f"{{{METADATA_NS}}}uuid", "memory", "vcpu"]
-    tags += ["os", "type", "boot", "on_poweroff", "on_reboot", "on_crash", "devices"]
+    tags += ["os", "type", "boot", "features", "acpi", "apic"]
+    tags += ["on_poweroff", "on_reboot", "on_crash", "devices"]
     for disk in spec.disks:
         tags += ["disk", "driver", "source", "target"] + (["readonly"] if disk.read_only else [])
     for _ in spec.nics:
