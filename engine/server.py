@@ -39,6 +39,7 @@ class ManagementServer:
         resync_seconds: float = RESYNC_SECONDS,
         lease_seconds: float = 30.0,
         connect_hosts: bool = True,
+        expunge_interval: float | None = None,
     ) -> None:
         self.db = db
         self.hosts = HostManager(db)
@@ -47,6 +48,9 @@ class ManagementServer:
         self.connect_hosts = connect_hosts
         self._connecting: threading.Thread | None = None
         self._host_count = 0
+        self._stop = threading.Event()
+        self._expunger: threading.Thread | None = None
+        self.expunge_interval = expunge_interval
 
     def start(self) -> ServerStatus:
         """Start the job runner (recovering jobs of dead processes first), then connect to
@@ -61,7 +65,36 @@ class ManagementServer:
             )
             self._connecting.start()
             self.hosts.start_resync(self.resync_seconds)
+        self._expunger = threading.Thread(target=self._expunge_loop, name="expunge", daemon=True)
+        self._expunger.start()
         return self.status()
+
+    def _expunge_loop(self) -> None:
+        """CloudStack's expunge thread: every `expunge.interval` s, queue the expunge of
+        each VM destroyed more than `expunge.delay` s ago."""
+        from engine.accounts import admin_caller
+        from engine.compute import expunge_due
+        from engine.settings import effective_value
+
+        caller = admin_caller(self.db)
+        while True:
+            interval = self.expunge_interval
+            if interval is None:
+                try:
+                    with self.db.read() as session:
+                        interval = float(effective_value(session, "expunge.interval"))
+                except StratusError as exc:
+                    log.warning("expunge interval not read: %s", exc)
+                    interval = 60.0
+            if self._stop.wait(max(1.0, interval)):
+                return
+            try:
+                queued = expunge_due(caller)
+            except StratusError as exc:
+                log.warning("expunge thread: %s", exc)
+                continue
+            if queued:
+                log.info("expunge thread: queued %d expunges", len(queued))
 
     def status(self) -> ServerStatus:
         return ServerStatus(
@@ -85,6 +118,7 @@ class ManagementServer:
         return self.hosts.resync_all()
 
     def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
         self.runner.stop(timeout)
         self.hosts.close()
 

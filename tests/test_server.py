@@ -65,3 +65,22 @@ def test_an_unreachable_host_is_marked_disconnected_not_fatal(cloud: Cloud, tmp_
             "host Disconnected",
             lambda: host_row(cloud, host.uuid).status == HostStatus.DISCONNECTED,
         )
+
+
+def test_the_expunge_thread_expunges_vms_past_the_delay(cloud: Cloud, tmp_path: Path) -> None:
+    from engine.compute import DeployRequest, deploy_vm, destroy_vm
+    from engine.settings import update_setting
+    from tests.compute_world import make_compute_world, vm_by_name
+
+    make_compute_world(cloud, tmp_path)  # zone z1, test-driver hosts, template 'tiny'
+    update_setting(cloud.admin, "expunge.delay", "0")
+    with ManagementServer(cloud.db, workers=2, resync_seconds=3600, expunge_interval=1) as server:
+        request = DeployRequest(
+            "web", zone="z1", offering="tiny", template="tiny", networks=["guest"]
+        )
+        vm, job = deploy_vm(cloud.admin, request)
+        server.runner.wait(job.uuid, raise_on_failure=True)
+        server.runner.wait(destroy_vm(cloud.admin, vm.uuid).uuid, raise_on_failure=True)
+        assert vm_by_name(cloud, "web").state == VmState.DESTROYED
+        # Nobody asks for the expunge: the server's expunge thread queues it.
+        wait_for("VM expunged", lambda: vm_by_name(cloud, "web").state == VmState.EXPUNGED)
