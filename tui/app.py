@@ -18,6 +18,7 @@ from functools import partial
 from typing import Any
 
 from rich.markup import escape
+from textual import work
 from textual.app import App
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
@@ -70,13 +71,27 @@ class StratusApp(App[None]):
         Binding("q", "quit", "Quit", id="app.quit"),
         Binding("colon", "command_line", "Go to", id="app.goto"),
         Binding("question_mark", "help", "Help", id="app.help"),
+        Binding("j", "jobs", "Jobs", id="app.jobs"),
         Binding("left_square_bracket", "back", "Back", show=False, id="app.back"),
         Binding("right_square_bracket", "forward", "Forward", show=False, id="app.forward"),
     ]
 
-    def __init__(self, caller: Caller, config: Config | None = None, *, clock: Any = None) -> None:
+    def __init__(
+        self,
+        caller: Caller,
+        config: Config | None = None,
+        *,
+        clock: Any = None,
+        run_jobs: bool = True,
+    ) -> None:
         super().__init__()
         self.caller = caller
+        # The process's one job runner and host manager, made after the first paint (a
+        # read-only console runs no jobs: running them changes things).
+        self.run_jobs = run_jobs
+        self.runner: Any = None  # engine.jobs.JobRunner once started
+        self.hosts: Any = None  # engine.hosts.manager.HostManager once started
+        self._closing = False
         # What screens read "now" from (tests and snapshots freeze it).
         self.clock = clock
         self.config = config or default_config()
@@ -94,6 +109,49 @@ class StratusApp(App[None]):
 
     def get_default_screen(self) -> Screen[Any]:
         return self.first_screen()
+
+    # --- the job runner --------------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        if self.run_jobs and not self.config.read_only:
+            # After the first frame: importing libvirt and recovering jobs take a moment.
+            self.call_after_refresh(self._start_job_runner)
+
+    @work(thread=True, group="job-runner", exit_on_error=False)
+    def _start_job_runner(self) -> None:
+        from engine.hosts.manager import HostManager
+        from engine.jobs import JobRunner
+
+        hosts = HostManager(self.caller.db)
+        runner = JobRunner(self.caller.db, workers=2, hosts=hosts)
+        runner.start()
+        self.runner, self.hosts = runner, hosts
+        if self._closing:  # the app ended while the runner started
+            self._stop_job_runner()
+
+    def _stop_job_runner(self) -> None:
+        runner, hosts = self.runner, self.hosts
+        self.runner = self.hosts = None
+        if runner is not None:
+            # Jobs still running after this are failed cleanly by the next server to start.
+            runner.stop(timeout=5.0)
+        if hosts is not None:
+            hosts.close()
+
+    def on_unmount(self) -> None:
+        self._closing = True
+        self._stop_job_runner()
+
+    def action_jobs(self) -> None:
+        """`j`: the jobs panel from any screen; `j` again goes back."""
+        from tui.screens.jobs import JobsScreen
+
+        if isinstance(self.screen, JobsScreen):
+            self.action_back()
+            return
+        self.show_screen(
+            lambda: JobsScreen(self.caller, refresh_seconds=self.refresh_seconds, clock=self.clock)
+        )
 
     def first_screen(self) -> Screen[Any]:
         return DashboardScreen(self.caller, refresh_seconds=self.refresh_seconds, clock=self.clock)
@@ -241,6 +299,8 @@ class StratusApp(App[None]):
             return len(self.screen_stack) > 1
         if action == "forward":
             return bool(self._forward)
+        if action == "jobs":
+            return not self.screen.is_modal
         return True
 
 
