@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlmodel import col
@@ -35,6 +36,7 @@ class JobView:
     progress: int
     progress_message: str
     result: str  # the result as one line ("" when none)
+    result_data: dict[str, Any]  # the result itself (JSON object; {} when none)
     error: str
     created: datetime
     started: datetime | None
@@ -81,6 +83,14 @@ def _short(value: object) -> str:
     return str(value)
 
 
+def _data(result: str | None) -> dict[str, Any]:
+    try:
+        data = json.loads(result) if result else {}
+    except ValueError:
+        return {"result": result}
+    return data if isinstance(data, dict) else {"result": data}
+
+
 def _view(job: Job) -> JobView:
     return JobView(
         uuid=job.uuid,
@@ -93,6 +103,7 @@ def _view(job: Job) -> JobView:
         progress=job.progress,
         progress_message=job.progress_message,
         result=result_line(job.result),
+        result_data=_data(job.result),
         error=job.error or "",
         created=job.created,
         started=job.started,

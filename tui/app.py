@@ -213,7 +213,8 @@ class StratusApp(App[None]):
             return lambda: TopologyScreen(
                 self.caller, refresh_seconds=self.refresh_seconds, clock=self.clock
             )
-        return lambda: ResourceScreen(
+        screen_class = _table_screens().get(destination.name, ResourceScreen)
+        return lambda: screen_class(
             self.caller,
             destination.name,
             scope=scope,
@@ -302,6 +303,13 @@ class StratusApp(App[None]):
         if action == "jobs":
             return not self.screen.is_modal
         return True
+
+
+def _table_screens() -> dict[str, type[ResourceScreen]]:
+    """Table views whose screen adds actions of its own to the plain table."""
+    from tui.screens.host_actions import HostsScreen
+
+    return {"hosts": HostsScreen}
 
 
 def _has_details(view: str) -> bool:

@@ -64,6 +64,14 @@ class JobSeen(Message):
         self.token, self.view, self.error = token, view, error
 
 
+class ThreadDone(Message):
+    """What an engine call run by `JobWatching.run_then` returned, or raised."""
+
+    def __init__(self, token: int, result: Any, error: BaseException | None) -> None:
+        super().__init__()
+        self.token, self.result, self.error = token, result, error
+
+
 @dataclass
 class _Follow:
     on_update: Callable[[JobView], None]
@@ -101,6 +109,45 @@ class JobWatching:
             screen.post_message(JobSeen(token, view, None))
 
         screen.run_worker(work, thread=True, group="job-submit", exit_on_error=False)
+
+    def run_then(self, call: Callable[[], Any], then: Callable[[Any], None], *, what: str) -> None:
+        """Run the engine call `call` in a thread; `then(result)` on the event loop. A
+        failure is a toast with the engine's message (titled `what`)."""
+        token = next(_tokens)
+        self._calls()[token] = (then, what)
+        screen: Any = self
+
+        def work() -> None:
+            try:
+                result = call()
+            except Exception as exc:
+                screen.post_message(ThreadDone(token, None, exc))
+                return
+            screen.post_message(ThreadDone(token, result, None))
+
+        screen.run_worker(work, thread=True, group="engine-call", exit_on_error=False)
+
+    def _calls(self) -> dict[int, tuple[Callable[[Any], None], str]]:
+        calls: dict[int, tuple[Callable[[Any], None], str]] | None = getattr(
+            self, "_engine_calls", None
+        )
+        if calls is None:
+            calls = {}
+            self._engine_calls = calls
+        return calls
+
+    def on_thread_done(self, message: ThreadDone) -> None:
+        message.stop()
+        entry = self._calls().pop(message.token, None)
+        if entry is None:
+            return
+        then, what = entry
+        if message.error is not None:
+            text = failure_message(message.error, what)
+            screen: Any = self
+            screen.notify(escape(text), title=f"{what} failed", severity="error")
+            return
+        then(message.result)
 
     def following(self) -> int:
         return len(self._follows())
