@@ -213,6 +213,12 @@ class StratusApp(App[None]):
             return lambda: TopologyScreen(
                 self.caller, refresh_seconds=self.refresh_seconds, clock=self.clock
             )
+        if destination.kind == "secgroups":
+            from tui.screens.security_groups import SecurityGroupsScreen
+
+            return lambda: SecurityGroupsScreen(
+                self.caller, refresh_seconds=self.refresh_seconds, clock=self.clock
+            )
         screen_class = _table_screens().get(destination.name, ResourceScreen)
         return lambda: screen_class(
             self.caller,
@@ -308,8 +314,9 @@ class StratusApp(App[None]):
 def _table_screens() -> dict[str, type[ResourceScreen]]:
     """Table views whose screen adds actions of its own to the plain table."""
     from tui.screens.host_actions import HostsScreen
+    from tui.screens.ip_actions import IpsScreen
 
-    return {"hosts": HostsScreen}
+    return {"hosts": HostsScreen, "ips": IpsScreen}
 
 
 def _has_details(view: str) -> bool:
