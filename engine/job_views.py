@@ -135,9 +135,12 @@ def job_panel(caller: Caller, *, active_limit: int = 50, finished_limit: int = 5
                 .limit(finished_limit)
             ).scalars()
         )
-        counts = dict(
-            session.execute(select(Job.state, func.count()).group_by(Job.state)).tuples().all()
-        )
+        counts: dict[str, int] = {
+            state: count
+            for state, count in session.execute(
+                select(Job.state, func.count()).group_by(Job.state)
+            ).all()
+        }
     return JobPanel(
         active=[_view(job) for job in active],
         active_total=sum(counts.get(state, 0) for state in ACTIVE),

@@ -239,15 +239,16 @@ def job_text(view: JobView) -> Text:
             line.append(f"queued {hhmmss(view.created)}", style="dim")
         if view.cancel_requested:
             line.append("  cancelling…", style="bold yellow")
+        line.append(f"  {view.username}", style="dim")
     else:
-        line.append(f"  {hhmmss(view.finished or view.created)}", style="dim")
+        line.append(f"  {hhmmss(view.finished or view.created)} {view.username}", style="dim")
         if view.state == "Succeeded":
             if view.result:
                 line.append(f"  {view.result}")
         elif view.error:
+            # The whole message, wrapped: what failed and what was undone.
             line.append("\n    ")
             line.append(view.error, style=style)
-    line.append(f"  {view.username}", style="dim")
     return line
 
 
