@@ -224,3 +224,26 @@ def test_read_only_hides_and_refuses_every_host_action(cloud: Cloud) -> None:
 
     run_console(cloud, scenario, read_only=True)
     assert (hosts(cloud), events(cloud)) == before
+
+
+def test_reconnect_runs_as_a_job_and_the_host_comes_back_up(cloud: Cloud) -> None:
+    world(cloud)
+    add_hosts(
+        cloud.admin,
+        "c1",
+        [HostSpec("lost", "test:///default", 2, 2000, 8 * GIB, status="Disconnected")],
+    )
+
+    async def scenario(app: StratusApp, pilot: Pilot) -> None:
+        await runner_started(app, pilot)
+        screen = await to_row(app, pilot, "lost")
+        assert screen.cursor_row.cells[1] == "Disconnected"
+        await pilot.press("R")
+        await wait_for(pilot, lambda: hosts(cloud)["lost"].status == "Up", "the host Up")
+        await wait_for(
+            pilot, lambda: any("ReconnectHost Host lost: done" in t for t in toasts(app)), "toast"
+        )
+        await settle(app, pilot)
+        assert screen.cursor_row.cells[0] == "lost" and screen.cursor_row.cells[1] == "Up"
+
+    run_console(cloud, scenario)
