@@ -15,6 +15,7 @@ from textual.widgets import Input, OptionList
 
 from engine.bootstrap import Cloud
 from engine.errors import InvalidParameter
+from engine.hosts.handlers import submit_host_job
 from engine.jobs import JobContext, get_job, register_handler, submit_job
 from tui.app import StratusApp
 from tui.screens.dashboard import DashboardScreen
@@ -157,6 +158,8 @@ def test_j_opens_the_panel_from_every_screen_and_goes_back(cloud: Cloud) -> None
 def test_read_only_panel_shows_jobs_but_cannot_cancel(cloud: Cloud) -> None:
     build(cloud.admin, hosts=1, vms=0)
     job = submit(cloud, "OpsCancellable", "big-iso")  # Pending: no runner in read-only
+    reconnect = submit_host_job(cloud.admin, "ReconnectHost", host_ref="h0").uuid
+    h0 = get_job(cloud.db, reconnect).resource_uuid
 
     async def scenario(app: StratusApp, pilot: Pilot) -> None:
         await pilot.press("j")
@@ -168,9 +171,14 @@ def test_read_only_panel_shows_jobs_but_cannot_cancel(cloud: Cloud) -> None:
         await pilot.press("c")
         await settle(app, pilot)
         assert isinstance(app.screen, JobsScreen)
+        options.highlighted = options.get_option_index(reconnect)
+        await pilot.press("enter")  # the object the job acts on
+        await settle(app, pilot)
+        assert isinstance(app.screen, HostDetailScreen) and app.screen.uuid == h0
 
     run_console(cloud, scenario, read_only=True)
     assert get_job(cloud.db, job).state == "Pending"
+    assert get_job(cloud.db, reconnect).state == "Pending"
 
 
 # --- snapshots -------------------------------------------------------------------------------

@@ -4,7 +4,8 @@
 progress bar and their progress message, then the newest finished jobs with their result
 or error (a failed job's message says what failed and what was undone). It reads through
 `engine.job_views` in a thread worker and refreshes on a re-armed timer (`LiveScreen`).
-`c` cancels the job under the cursor, after a confirmation; Esc or `j` goes back.
+`c` cancels the job under the cursor, after a confirmation; Enter opens the object the job
+acts on; Esc or `j` goes back.
 
 `JobWatching` is what a screen mixes in to submit a job and follow it: the submit and
 every look at the job run in thread workers, a one-shot timer re-arms the next look while
@@ -49,6 +50,14 @@ STATE_MARKS = {
     "Succeeded": ("✓", ""),
     "Failed": ("✗", "bold red"),
     "Cancelled": ("-", "bold yellow"),
+}
+# Job resource types whose detail screen Enter opens (the table view that has it).
+JOB_VIEWS = {
+    "Host": "hosts",
+    "VirtualMachine": "vms",
+    "Cluster": "clusters",
+    "Pod": "pods",
+    "Zone": "zones",
 }
 _tokens = itertools.count(1)
 
@@ -342,6 +351,16 @@ class JobsScreen(LiveScreen):
             selected = self.selected
             return None if selected is None or not selected.active else True
         return True
+
+    @on(OptionList.OptionSelected, "#jobs-list")
+    def _open_target(self, event: OptionList.OptionSelected) -> None:
+        """Enter: the details of the object the job acts on (a host, a VM …)."""
+        view = self.job(event.option.id or "")
+        target = None if view is None else JOB_VIEWS.get(view.resource_type)
+        opener = getattr(self.app, "open_details", None)
+        if view is None or target is None or not view.resource_uuid or opener is None:
+            return
+        opener(target, view.resource_uuid, f"{view.resource_type} {view.resource_name}")
 
     @on(OptionList.OptionHighlighted, "#jobs-list")
     def _moved(self, _event: OptionList.OptionHighlighted) -> None:
