@@ -4,12 +4,14 @@ and of the confirmation dialog."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from typing import Any
 
-from console_support import build, go, run_console, settle
+from console_support import build, console, go, run_console, settle
 from ops_support import dialog, runner_started, wait_for
 from screens_support import ScreenApp, build_world, frozen_clock, screen_text
+from textual.binding import Binding
 from textual.pilot import Pilot
 from textual.widgets import Input, OptionList
 
@@ -218,3 +220,33 @@ def test_confirmation_dialog_snapshot(snap_compare: Any) -> None:
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=(120, 40), run_before=typed)
+
+
+def test_the_console_runs_jobs_while_open_and_stops_its_runner_on_exit(cloud: Cloud) -> None:
+    build(cloud.admin, hosts=1, vms=0)
+    seen: dict[str, Any] = {}
+
+    async def main() -> None:
+        app = console(cloud)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await runner_started(app, pilot)
+            seen["runner"], seen["hosts"] = app.runner, app.hosts
+            job = submit(cloud, "OpsRefuse", "alpine")
+            await wait_for(pilot, lambda: get_job(cloud.db, job).state == "Failed", "the job")
+        seen["after"] = (app.runner, app.hosts)
+
+    asyncio.run(main())
+    assert seen["after"] == (None, None)
+    assert not any(thread.is_alive() for thread in seen["runner"]._threads)
+    assert seen["hosts"]._writer._shutdown
+
+
+def test_every_new_binding_has_an_id() -> None:
+    from tui.screens.host_actions import AddHostDialog, HostsScreen
+    from tui.screens.ip_actions import IpsScreen
+    from tui.screens.security_groups import SecurityGroupsScreen
+
+    for owner in (JobsScreen, ConfirmDialog, HostsScreen, HostDetailScreen, AddHostDialog,
+                  IpsScreen, SecurityGroupsScreen, StratusApp):  # fmt: skip
+        for binding in owner.BINDINGS:
+            assert isinstance(binding, Binding) and binding.id, f"{owner.__name__}: {binding}"
