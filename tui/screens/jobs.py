@@ -27,6 +27,7 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
+from textual.worker import Worker, WorkerState
 
 from engine import job_views
 from engine.context import Caller
@@ -389,17 +390,17 @@ class JobsScreen(LiveScreen):
         def work() -> None:
             cancel_job(caller, view.uuid)
 
-        worker = self.run_worker(work, thread=True, group="jobs-cancel", exit_on_error=False)
-        self._cancelling = worker
+        self.run_worker(work, thread=True, group="jobs-cancel", exit_on_error=False)
 
-    def on_worker_state_changed(self, event: Any) -> None:
+    @on(Worker.StateChanged)
+    def _cancel_answered(self, event: Worker.StateChanged) -> None:
         worker = event.worker
         if worker.group != "jobs-cancel":
             return
-        if event.state.name == "SUCCESS":
+        if event.state == WorkerState.SUCCESS:
             self.notify("Cancellation requested", title="Job")
             self.load()
-        elif event.state.name == "ERROR":
+        elif event.state == WorkerState.ERROR:
             message = failure_message(worker.error, "cancelling the job")
             self.notify(escape(message), title="Job not cancelled", severity="error")
 
