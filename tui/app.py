@@ -9,6 +9,11 @@ eu-west); Esc goes back one step. Every binding has an id, and the config file's
 `[keymap]` table remaps them (App.set_keymap).
 
 Screens load their own data through engine services in thread workers.
+
+`j` opens the jobs panel from every screen. The app owns this process's one job runner
+and host manager (started in a thread after the first frame, stopped on exit; none in
+read-only mode), so the jobs the console submits (host operations …) run here and their
+progress shows in the panel.
 """
 
 from __future__ import annotations
