@@ -4,11 +4,13 @@ confirmation dialog's state, and a few engine reads."""
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import Callable
 
+from rich.console import Console
 from sqlmodel import select
 from textual.pilot import Pilot
-from textual.widgets import Button
+from textual.widgets import Button, Static
 
 from engine.bootstrap import Cloud
 from engine.models import Host
@@ -52,3 +54,11 @@ def idle(app: StratusApp) -> bool:
 
 async def pause(seconds: float = 0.2) -> None:
     await asyncio.sleep(seconds)
+
+
+def affected(app: StratusApp) -> str:
+    """What the open confirmation dialog lists, as plain text (one line per bullet)."""
+    box = dialog(app).query_one("#confirm-affected", Static)
+    console = Console(width=400, record=True, file=io.StringIO())
+    console.print(box.content)
+    return console.export_text()

@@ -5,7 +5,7 @@ and none of it in read-only mode."""
 from __future__ import annotations
 
 from console_support import build, go, run_console, settle, toasts
-from ops_support import confirm_enabled, dialog, hosts, runner_started, wait_for
+from ops_support import affected, confirm_enabled, hosts, runner_started, wait_for
 from screens_support import screen_text
 from sqlalchemy import func
 from sqlmodel import select
@@ -78,7 +78,7 @@ def test_disable_with_confirmation_then_enable(cloud: Cloud) -> None:
         await to_row(app, pilot, "h0")
         await pilot.press("s")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), "the dialog")
-        listed = str(dialog(app).query_one("#confirm-affected", Static).render())
+        listed = affected(app)
         assert "host h0 (test:///nodes/h0.xml) in z1 / p1 / c1, Up, Enabled" in listed
         assert "2 VMs on it:" in listed and "• VM api-000001 (Running)" in listed
         await pilot.click("#confirm")
@@ -101,7 +101,7 @@ def test_remove_needs_the_name_typed_and_runs_as_a_job(cloud: Cloud) -> None:
         await to_row(app, pilot, "spare")
         await pilot.press("ctrl+d")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), "the dialog")
-        assert "no VMs on it" in str(dialog(app).query_one("#confirm-affected", Static).render())
+        assert "no VMs on it" in affected(app)
         assert not confirm_enabled(app)
         await pilot.click("#confirm")  # disabled: nothing happens
         assert isinstance(app.screen, ConfirmDialog)

@@ -5,7 +5,7 @@ place, and none of it in read-only mode."""
 from __future__ import annotations
 
 from console_support import build, build_ipam, go, run_console, settle, toasts
-from ops_support import dialog, wait_for
+from ops_support import affected, wait_for
 from sqlmodel import select
 from textual.pilot import Pilot
 from textual.widgets import Input, OptionList, Select, Static
@@ -76,7 +76,7 @@ def test_associate_then_release_a_public_ip(cloud: Cloud) -> None:
             await pilot.press("down")
         await pilot.press("x")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), "the dialog")
-        listed = str(dialog(app).query_one("#confirm-affected", Static).render())
+        listed = affected(app)
         assert f"public address {new} (Allocated) in zone z1" in listed
         assert "held by account admin" in listed
         await pilot.press("enter")  # Cancel has the focus: nothing released
@@ -140,7 +140,7 @@ def test_security_group_rule_added_a_bad_one_refused_and_one_removed(cloud: Clou
         options.highlighted = next(i for i, t in enumerate(texts) if rule_line in t)
         await pilot.press("x")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), "the dialog")
-        assert f"rule: {rule_line}" in str(dialog(app).query_one("#confirm-affected").render())
+        assert f"rule: {rule_line}" in affected(app)
         await pilot.click("#confirm")
         await wait_for(pilot, lambda: rules(cloud) == [], "the rule removed")
 

@@ -9,7 +9,7 @@ import threading
 from typing import Any
 
 from console_support import build, console, go, run_console, settle
-from ops_support import dialog, runner_started, wait_for
+from ops_support import affected, runner_started, wait_for
 from screens_support import ScreenApp, build_world, frozen_clock, screen_text
 from textual.binding import Binding
 from textual.pilot import Pilot
@@ -107,9 +107,7 @@ def test_cancel_a_running_job_from_the_panel_after_a_confirmation(cloud: Cloud) 
         options.highlighted = options.get_option_index(job)
         await pilot.press("c")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), "the dialog")
-        assert "OpsCancellable Template big-iso" in str(
-            dialog(app).query_one("#confirm-affected").render()
-        )
+        assert "OpsCancellable Template big-iso" in affected(app)
         await pilot.press("enter")  # Cancel is focused: the job goes on
         await settle(app, pilot)
         assert get_job(cloud.db, job).state == "Running"

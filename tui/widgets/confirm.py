@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from rich.console import Group
+from rich.table import Table
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -33,6 +35,16 @@ class Confirmation:
     affected: Sequence[str] = field(default_factory=tuple)  # one line per affected object
     warning: str = ""  # "This cannot be undone." ...
     type_to_confirm: str | None = None  # irreversible: the name the operator must type
+
+
+def affected_list(lines: Sequence[str]) -> Group:
+    """ "This will affect:" and one bullet per line; a long line wraps under its text."""
+    bullets = Table.grid(padding=(0, 1))
+    bullets.add_column(width=3, justify="right")
+    bullets.add_column(overflow="fold")
+    for line in lines or ("(nothing listed)",):
+        bullets.add_row("•", Text(line))
+    return Group(Text("This will affect:", style="bold"), bullets)
 
 
 class ConfirmDialog(ModalScreen[bool]):
@@ -84,11 +96,7 @@ class ConfirmDialog(ModalScreen[bool]):
         spec = self.confirmation
         with Vertical(id="confirm-box"):
             yield Static(Text(spec.title), id="confirm-title")
-            affected = Text("This will affect:\n", style="bold")
-            for line in spec.affected or ("(nothing listed)",):
-                affected.append(f"  • {line}\n", style="")
-            affected.rstrip()
-            yield Static(affected, id="confirm-affected")
+            yield Static(affected_list(spec.affected), id="confirm-affected")
             if spec.warning:
                 yield Static(Text(spec.warning), id="confirm-warning")
             if spec.type_to_confirm is not None:
