@@ -309,7 +309,7 @@ class AddHostDialog(JobWatching, ModalScreen[str | None]):
     def _progress(self, view: JobView) -> None:
         line = Text(f"{view.job_type}: ")
         line.append_text(progress_bar(view))
-        line.append(f"  {view.progress_message or view.state}")
+        line.append(f"  {view.progress_message if view.active else view.state}")
         self.query_one("#add-progress", Static).update(line)
 
     def _set_busy(self, busy: bool) -> None:
