@@ -90,7 +90,9 @@ def test_add_reconnect_and_remove_run_as_jobs(
     assert removed.state == "Succeeded" and "kvm-9" not in _hosts(cloud)
 
 
-def test_the_jobs_panel_lists_running_first_then_the_newest_finished(cloud: Cloud) -> None:
+def test_the_jobs_panel_lists_running_first_then_the_newest_finished(any_cloud: Cloud) -> None:
+    cloud = any_cloud
+
     def job(name: str, state: str, **values: object) -> None:
         with cloud.db.write() as session:
             session.add(Job(job_type="Copy", resource_type="Template", resource_name=name,
