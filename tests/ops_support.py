@@ -22,6 +22,7 @@ async def wait_for(pilot: Pilot, ready: Callable[[], bool], what: str, seconds: 
     """Let the app run until `ready()` (a job is followed by timers, not one worker)."""
     for _ in range(int(seconds / 0.05)):
         if ready():
+            await pilot.pause()  # and let the screen catch up with what made it ready
             return
         await pilot.pause(0.05)
     assert ready(), f"timed out waiting for {what}"
