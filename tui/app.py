@@ -320,8 +320,9 @@ def _table_screens() -> dict[str, type[ResourceScreen]]:
     """Table views whose screen adds actions of its own to the plain table."""
     from tui.screens.host_actions import HostsScreen
     from tui.screens.ip_actions import IpsScreen
+    from tui.screens.vm_actions import VmsScreen
 
-    return {"hosts": HostsScreen, "ips": IpsScreen}
+    return {"hosts": HostsScreen, "ips": IpsScreen, "vms": VmsScreen}
 
 
 def _has_details(view: str) -> bool:
