@@ -163,7 +163,7 @@ def migration_targets(caller: Caller, vm_ref: str) -> MigrationTargets:
         if current is not None and host.id == current.id:
             reason = "the VM runs here"
         elif host.status != HostStatus.UP or host.resource_state != ResourceState.ENABLED:
-            reason = f"host is {host.status}/{host.resource_state}, not Up and Enabled"
+            reason = "not Up and Enabled"
         else:
             try:
                 preview(

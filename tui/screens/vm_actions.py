@@ -415,6 +415,10 @@ class ChoiceDialog(JobWatching, ModalScreen[Any]):
         options_list.clear_options()
         options_list.add_options(options)
         self.query_one("#choice-note", Static).update(Text(note))
+        for index, option in enumerate(options):
+            if not option.disabled:  # the first one that can be chosen
+                options_list.highlighted = index
+                break
         self.loaded = True
 
     @on(Button.Pressed, "#cancel")
@@ -433,7 +437,7 @@ def target_text(target: vm_views.MigrationTarget) -> Text:
     else:
         line.append("✗ no fit  ", style="bold red")
     line.append(f"{target.host:<16}", style="bold")
-    line.append(f" {target.status}/{target.resource_state:<9} ")
+    line.append(f" {target.status + '/' + target.resource_state:<22} ")
     line.append(target.reason)
     return line
 
