@@ -158,6 +158,11 @@ class StratusApp(App[None]):
             lambda: JobsScreen(self.caller, refresh_seconds=self.refresh_seconds, clock=self.clock)
         )
 
+    def deploy_screen(self) -> Screen[Any]:
+        from tui.screens.deploy import DeployScreen
+
+        return DeployScreen(self.caller)
+
     def first_screen(self) -> Screen[Any]:
         return DashboardScreen(self.caller, refresh_seconds=self.refresh_seconds, clock=self.clock)
 
@@ -224,6 +229,8 @@ class StratusApp(App[None]):
             return lambda: SecurityGroupsScreen(
                 self.caller, refresh_seconds=self.refresh_seconds, clock=self.clock
             )
+        if destination.kind == "deploy":
+            return self.deploy_screen
         screen_class = _table_screens().get(destination.name, ResourceScreen)
         return lambda: screen_class(
             self.caller,

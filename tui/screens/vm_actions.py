@@ -504,7 +504,11 @@ class OfferingDialog(ChoiceDialog):
 class VmsScreen(VmActions, ResourceScreen):
     """The VMs table with the VM actions on the cursor's row or on the marked rows."""
 
-    BINDINGS = [*VM_BINDINGS, Binding("space", "mark_vm", "Mark", id="vm.mark")]
+    BINDINGS = [
+        *VM_BINDINGS,
+        Binding("space", "mark_vm", "Mark", id="vm.mark"),
+        Binding("n", "deploy_vm", "Deploy", id="vm.deploy"),
+    ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -522,6 +526,8 @@ class VmsScreen(VmActions, ResourceScreen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "mark_vm":
             return not is_read_only(self.app) and self.cursor_row is not None
+        if action == "deploy_vm":
+            return not is_read_only(self.app)
         allowed = self.vm_action_allowed(action)
         if allowed and self.marked and action not in BULK_ACTIONS:
             return None  # shown dimmed: it acts on one VM
@@ -534,6 +540,18 @@ class VmsScreen(VmActions, ResourceScreen):
             first.append_text(cells[0])
             cells[0] = first
         return cells
+
+    def action_deploy_vm(self) -> None:
+        if is_read_only(self.app):
+            return
+        from tui.screens.deploy import DeployScreen
+
+        zone = self.scope.get("zone")
+        shower = getattr(self.app, "show_screen", None)
+        if shower is not None:
+            shower(lambda: DeployScreen(self.caller, zone=zone))
+        else:
+            self.app.push_screen(DeployScreen(self.caller, zone=zone))
 
     def action_mark_vm(self) -> None:
         row = self.cursor_row
