@@ -21,7 +21,7 @@ from textual.widgets import Button, Input, Select, SelectionList, Static
 
 from engine import offerings, topology
 from engine.bootstrap import Cloud
-from engine.models import ImageStore, Template, TemplateStoreRef, VirtualMachine
+from engine.models import ImageStore, StoragePool, Template, TemplateStoreRef, VirtualMachine
 from engine.settings import update_setting
 from tui.app import StratusApp
 from tui.screens.deploy import DeployScreen
@@ -125,7 +125,9 @@ def test_a_deployment_that_cannot_fit_names_the_reasons(cloud: Cloud, tmp_path: 
         await wait_for(pilot, lambda: str(error.render()) != "", "the error")
         text = str(error.render())
         assert "Cannot deploy: zone 'z1': 0 of 2 hosts fit" in text
-        assert "1 lack 512 GiB free memory" in text and "1 are disabled" in text
+        # h1 disabled; h0 would push its cluster over the memory disable threshold
+        assert "1 are disabled" in text
+        assert "1 are in clusters over the memory disable threshold (0.85)" in text
         assert screen.query_one("#deploy", Button).disabled
         assert "nothing fits" in text_of(screen, "#deploy-preview")
 
@@ -212,6 +214,9 @@ def test_deploy_preview_snapshot(cloud: Cloud, snap_compare: Any) -> None:
         ],
     )  # fmt: skip
     with cloud.db.write() as session:
+        pool = session.exec(select(StoragePool)).one()
+        pool.used_bytes = 100 * GIB  # room for the root disk
+        session.add(pool)
         template = session.exec(select(Template).where(Template.name == "debian-12")).one()
         store = session.exec(select(ImageStore)).one()
         session.add(

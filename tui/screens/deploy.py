@@ -118,6 +118,16 @@ class DeployScreen(JobWatching, Screen[None]):
     DeployScreen Select, DeployScreen Input {
         width: 1fr;
     }
+    DeployScreen .list-row {
+        margin: 1 0 0 0;
+    }
+    DeployScreen .list-row .field-label {
+        padding: 0;
+    }
+    DeployScreen .none {
+        color: $text-muted;
+        width: 1fr;
+    }
     DeployScreen SelectionList {
         width: 1fr;
         height: auto;
@@ -178,9 +188,10 @@ class DeployScreen(JobWatching, Screen[None]):
                     yield Label(label, classes="field-label")
                     yield Select[str]([], id=f"select-{name}", prompt=f"choose a {label.lower()}")
             for name, label in (("disks", "Disk offerings"), ("networks", "Networks")):
-                with Horizontal(classes="field-row"):
+                with Horizontal(classes="field-row list-row"):
                     yield Label(label, classes="field-label")
                     yield SelectionList[str](id=f"select-{name}", compact=True)
+                    yield Static("none in this zone", id=f"none-{name}", classes="none")
             with Horizontal(classes="field-row"):
                 yield Label("Fixed IP", classes="field-label")
                 yield Input(placeholder="optional: on the first network", id="input-ip")
@@ -235,6 +246,8 @@ class DeployScreen(JobWatching, Screen[None]):
             selection = self.query_one(f"#select-{name}", SelectionList)
             selection.clear_options()
             selection.add_options([(f"{c.name} ({c.note})", c.uuid) for c in items])
+            selection.display = bool(items)
+            self.query_one(f"#none-{name}", Static).display = not items
         self.loaded = True
         self._changed()
 
