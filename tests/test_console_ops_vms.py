@@ -120,9 +120,17 @@ def test_bulk_stop_and_start_of_marked_vms_with_one_confirmation(
         )
         assert screen.marked == {}
         await to_row(app, pilot, "a")
-        await pilot.press("space", "space", "s")
+        await pilot.press("space", "space")
+        await pilot.press("slash", "!", "b")  # the filter hides b, still marked
+        await settle(app, pilot)
+        await pilot.press("enter")
+        assert [screen.cell_at(i, "name") for i in range(screen.table.row_count)] == ["● a", "c"]
+        assert "2 marked (1 not shown)" in str(screen.query_one("#table-status").render())
+        await pilot.press("s")
         await dialog_open(app, pilot)
-        assert "VM a (Stopped" in affected(app) and "VM b (Stopped" in affected(app)
+        listed = affected(app)
+        assert "VM a (Stopped" in listed and "VM b (Stopped" in listed and "VM c" not in listed
+        assert "1 of these 2 VMs are hidden by the filter" in listed
         await pilot.click("#confirm")
         await wait_for(
             pilot, lambda: all(state(cloud, n) == "Running" for n in "abc"), "all running"

@@ -94,6 +94,10 @@ class VmActions(JobWatching):
     def after_vm_change(self) -> None:
         """Show the change (reload the table or the detail)."""
 
+    def hidden_targets(self) -> int:
+        """How many of the VMs acted on the screen does not show (a filter hides them)."""
+        return 0
+
     def vm_action_allowed(self, action: str) -> bool | None:
         """For `check_action`: None when `action` is not a VM action."""
         if action not in VM_ACTIONS:
@@ -154,9 +158,11 @@ class VmActions(JobWatching):
     ) -> None:
         screen: Any = self
         caller = self.caller
-        confirmation = Confirmation(
-            title=title, action=action, affected=[s.line for s in summaries], warning=warning
-        )
+        affected = [s.line for s in summaries]
+        hidden = self.hidden_targets()
+        if hidden:
+            affected.append(f"{hidden} of these {len(summaries)} VMs are hidden by the filter")
+        confirmation = Confirmation(title=title, action=action, affected=affected, warning=warning)
         submits = [
             (s.name, lambda uuid=s.uuid: submit(caller, uuid))  # type: ignore[misc]
             for s in summaries
@@ -566,10 +572,13 @@ class VmsScreen(VmActions, ResourceScreen):
         self.refresh_bindings()
         self._show_status()
 
+    def hidden_targets(self) -> int:
+        return len(set(self.marked) - {r.key for r in self.rows})
+
     def status_text(self) -> Text:
         text = super().status_text()
         if self.marked:
-            hidden = len(set(self.marked) - {r.key for r in self.rows})
+            hidden = self.hidden_targets()
             note = f"{len(self.marked)} marked"
             if hidden:
                 note += f" ({hidden} not shown)"
