@@ -155,6 +155,36 @@ def test_an_admin_pins_the_host(cloud: Cloud, tmp_path: Path) -> None:
     assert vm_by_name(cloud, "pinned").host_id == world.hosts[1].id
 
 
+def test_a_refused_deploy_shows_the_engines_message(cloud: Cloud, tmp_path: Path) -> None:
+    make_compute_world(cloud, tmp_path)
+
+    async def scenario(app: StratusApp, pilot: Pilot) -> None:
+        await runner_started(app, pilot)
+        screen = await open_wizard(app, pilot)
+        await choose(pilot, screen, name="web")
+        screen.query_one("#input-ip", Input).value = "10.99.0.5"  # outside the network
+        await pilot.press("f5")
+        await wait_for(pilot, lambda: not screen.query_one("#deploy", Button).disabled, "ok")
+        await pilot.click("#deploy")
+        # The job fails (the address is not in the network) and undoes what it did.
+        await wait_for(pilot, lambda: screen.jobs and not screen.busy, "the job's end")
+        progress = text_of(screen, "#deploy-progress")
+        assert "✗ Failed    DeployVM VirtualMachine web" in progress and "10.99.0.5" in progress
+        assert any("Deploy failed" in t and "10.99.0.5" in t for t in toasts(app))
+        # Deploying again under the same name is refused before anything is written.
+        screen.query_one("#input-ip", Input).value = ""
+        await pilot.press("f5")
+        await wait_for(pilot, lambda: not screen.query_one("#deploy", Button).disabled, "ok")
+        screen.query_one("#deploy", Button).press()  # below the progress lines now
+        error = screen.query_one("#deploy-error", Static)
+        await wait_for(pilot, lambda: str(error.render()) != "", "the refusal")
+        assert "already has a VM of that name" in str(error.render())
+        await wait_for(pilot, lambda: not screen.busy, "done")
+
+    run_console(cloud, scenario)
+    assert vms(cloud) == {"web": "Error"}
+
+
 def test_changing_a_choice_after_the_preview_asks_for_a_new_one(
     cloud: Cloud, tmp_path: Path
 ) -> None:
