@@ -158,6 +158,11 @@ class StratusApp(App[None]):
             lambda: JobsScreen(self.caller, refresh_seconds=self.refresh_seconds, clock=self.clock)
         )
 
+    def deploy_screen(self) -> Screen[Any]:
+        from tui.screens.deploy import DeployScreen
+
+        return DeployScreen(self.caller)
+
     def first_screen(self) -> Screen[Any]:
         return DashboardScreen(self.caller, refresh_seconds=self.refresh_seconds, clock=self.clock)
 
@@ -224,6 +229,8 @@ class StratusApp(App[None]):
             return lambda: SecurityGroupsScreen(
                 self.caller, refresh_seconds=self.refresh_seconds, clock=self.clock
             )
+        if destination.kind == "deploy":
+            return self.deploy_screen
         screen_class = _table_screens().get(destination.name, ResourceScreen)
         return lambda: screen_class(
             self.caller,
@@ -320,8 +327,9 @@ def _table_screens() -> dict[str, type[ResourceScreen]]:
     """Table views whose screen adds actions of its own to the plain table."""
     from tui.screens.host_actions import HostsScreen
     from tui.screens.ip_actions import IpsScreen
+    from tui.screens.vm_actions import VmsScreen
 
-    return {"hosts": HostsScreen, "ips": IpsScreen}
+    return {"hosts": HostsScreen, "ips": IpsScreen, "vms": VmsScreen}
 
 
 def _has_details(view: str) -> bool:

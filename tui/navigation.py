@@ -71,6 +71,15 @@ register(
         help="security groups and their rules (add and remove rules)",
     )
 )
+register(
+    Destination(
+        "deploy",
+        "Deploy a VM",
+        ("new", "deployvm"),
+        kind="deploy",
+        help="the deploy wizard: choices, placement preview, one progress line per VM",
+    )
+)
 for _view in VIEWS.values():
     register(Destination(_view.name, _view.title, _view.aliases, help=f"table of {_view.title}"))
 

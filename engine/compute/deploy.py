@@ -31,6 +31,7 @@ from engine.errors import (
     AlreadyExists,
     InvalidParameter,
     NotFound,
+    PermissionDenied,
     StateConflict,
     StratusError,
 )
@@ -93,6 +94,7 @@ class DeployRequest:
     ip_address: str | None = None
     display_name: str = ""
     account: str | None = None
+    host: str | None = None  # an admin pins the host (placement still checks it fits)
 
 
 # --- validate and submit ---------------------------------------------------------------
@@ -260,7 +262,16 @@ def prepare_deploy(
         )
     session.add(VmLifecycle(vm_id=vm.id))  # type: ignore[arg-type]
     session.flush()
-    params = {"networks": [n.id for n in networks], "ip_address": ip_address}
+    params: dict[str, Any] = {"networks": [n.id for n in networks], "ip_address": ip_address}
+    if request.host:
+        if not caller.is_admin:
+            raise PermissionDenied(f"{label}: only an admin may pin a host", field="host")
+        host = resolve(session, Host, request.host, "host", field="host")
+        if host.zone_id != zone.id:
+            raise InvalidParameter(
+                f"{label}: host '{host.name}' is not in zone '{zone.name}'", field="host"
+            )
+        params["host"] = host.uuid
     record_event(
         session,
         caller,
@@ -353,6 +364,7 @@ def place(ctx: StepContext, vm: VirtualMachine, avoid: list[str]) -> Host:
         template=template.uuid if template is not None else None,
         volumes=[r for _v, r in volumes],
         avoid=Avoid(hosts=frozenset(avoid)),
+        pinned_host=ctx.params.get("host"),
     )
     plan = place_vm(ctx.caller, request, explain_plan=True)
     summary = plan.explanation.summary() if plan.explanation is not None else plan.how

@@ -41,6 +41,7 @@ from engine.details import (
 from tui.screens.dashboard import event_line, replace_options
 from tui.screens.host_actions import HOST_BINDINGS, HostActions
 from tui.screens.live import Clock, LiveScreen, LiveStatus, hhmmss, is_read_only
+from tui.screens.vm_actions import VM_BINDINGS, VmActions
 from tui.widgets.crumbs import Breadcrumbs
 from tui.widgets.gauge import gauge_line, human_bytes, human_mhz
 from tui.widgets.sparkline import History
@@ -599,11 +600,12 @@ class HostDetailScreen(HostActions, DetailScreen):
         self.set_list("vms", vm_options(detail.vms))
 
 
-class VmDetailScreen(DetailScreen):
+class VmDetailScreen(VmActions, DetailScreen):
     TITLE = "VM"
     KIND = "VM"
     EDITABLE = False
     WHAT = "Loading the VM"
+    BINDINGS = VM_BINDINGS
     SECTIONS = [
         ("facts", "VM"),
         ("nics", "NICs and addresses"),
@@ -613,6 +615,18 @@ class VmDetailScreen(DetailScreen):
 
     def __init__(self, caller: Caller, vm_uuid: str, **options: Any) -> None:
         super().__init__(caller, vm_uuid, **options)
+
+    def vm_targets(self) -> list[str]:
+        return [self.uuid]
+
+    def after_vm_change(self) -> None:
+        self.load()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        allowed = self.vm_action_allowed(action)
+        if action == "mark_vm":
+            return False
+        return super().check_action(action, parameters) if allowed is None else allowed
 
     def fetch(self) -> VmDetail:
         return details.vm_detail(self.caller, self.uuid)

@@ -1,0 +1,394 @@
+"""What the console's VM actions and deploy wizard show: plain values, no front end query.
+
+- `vm_summaries(caller, refs)`: one line of facts per VM (state, host, sizes), in name
+  order, for the confirmations of single and bulk actions.
+- `migration_targets(caller, vm)`: every host of the VM's cluster with whether a live
+  migration there would be accepted now and, if not, why (the same checks `migrate_vm`
+  makes: not the VM's own host, Up and Enabled, and placement with the host pinned).
+- `offering_choices(caller, vm)`: the active user service offerings a Stopped VM may
+  change to, its current one marked.
+- `deploy_choices(caller, zone)`: what the deploy wizard offers in a zone (templates ready
+  there, offerings, disk offerings, guest networks, hosts for an admin's pin).
+- `deploy_preview(caller, request, count, host)`: where a deploy would go now and why
+  (engine.placement.preview, with the sizes, template and disks the deploy job asks for);
+  an `InsufficientCapacity` names what excluded each host.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlmodel import Session, col, select
+
+from engine.compute.deploy import DeployRequest
+from engine.context import Caller
+from engine.errors import InsufficientCapacity, NotFound
+from engine.lookup import resolve
+from engine.models import (
+    Account,
+    Cluster,
+    DiskOffering,
+    GuestNetwork,
+    Host,
+    HostStatus,
+    ImageFormat,
+    ImageStore,
+    ResourceState,
+    ServiceOffering,
+    Template,
+    TemplateStoreRef,
+    VirtualMachine,
+    VmState,
+    Zone,
+)
+from engine.placement import PlacementRequest, Plan, VolumeRequest, preview
+from engine.placement.explain import Explanation
+
+MAX_LISTED = 200
+
+
+# --- VM facts for confirmations -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VmSummary:
+    uuid: str
+    name: str
+    state: str
+    host: str | None
+    cpu_count: int
+    cpu_mhz: int
+    memory_bytes: int
+
+    @property
+    def line(self) -> str:
+        where = f" on host {self.host}" if self.host else ""
+        return (
+            f"VM {self.name} ({self.state}{where}), {self.cpu_count} x {self.cpu_mhz} MHz, "
+            f"{_gib(self.memory_bytes)}"
+        )
+
+
+def _gib(n: int) -> str:
+    value = n / 2**30
+    return f"{value:.0f} GiB" if value >= 1 and value == int(value) else f"{n // 2**20} MiB"
+
+
+def vm_summaries(caller: Caller, refs: Sequence[str]) -> list[VmSummary]:
+    """The VMs named by UUID (or name) in `refs`, in name order; unknown ones raise NotFound."""
+    found: dict[int, VmSummary] = {}
+    with caller.db.read() as session:
+        for ref in refs:
+            vm = resolve(session, VirtualMachine, ref, "VM", field="vm")
+            host = session.get(Host, vm.host_id) if vm.host_id is not None else None
+            found[vm.id] = VmSummary(  # type: ignore[index]
+                vm.uuid,
+                vm.name,
+                vm.state,
+                host.name if host is not None else None,
+                vm.cpu_count,
+                vm.cpu_mhz,
+                vm.memory_bytes,
+            )
+    return sorted(found.values(), key=lambda s: (s.name, s.uuid))
+
+
+# --- migration targets ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MigrationTarget:
+    host_uuid: str
+    host: str
+    status: str
+    resource_state: str
+    fits: bool
+    reason: str  # why not (placement's words), or why it fits
+
+
+@dataclass(frozen=True)
+class MigrationTargets:
+    vm_uuid: str
+    vm: str
+    state: str
+    host: str | None
+    cluster: str | None
+    targets: tuple[MigrationTarget, ...]
+    note: str = ""  # why nothing can be chosen at all (a VM that is not Running ...)
+
+    @property
+    def fitting(self) -> int:
+        return sum(t.fits for t in self.targets)
+
+
+def _refusal(error: InsufficientCapacity) -> str:
+    """The reason placement gives for the one (pinned) host: the filter that excluded it."""
+    explanation: Explanation | None = getattr(error, "explanation", None)
+    if explanation is not None:
+        for result in explanation.filters:
+            if result.excluded and result.filter != "pinned host":
+                return result.reason
+    return str(error)
+
+
+def migration_targets(caller: Caller, vm_ref: str) -> MigrationTargets:
+    with caller.db.read() as session:
+        vm = resolve(session, VirtualMachine, vm_ref, "VM", field="vm")
+        zone = session.get(Zone, vm.zone_id)
+        account = session.get(Account, vm.account_id)
+        cluster = session.get(Cluster, vm.cluster_id) if vm.cluster_id is not None else None
+        current = session.get(Host, vm.host_id) if vm.host_id is not None else None
+        hosts = (
+            list(
+                session.exec(
+                    select(Host)
+                    .where(Host.cluster_id == vm.cluster_id)
+                    .order_by(col(Host.name), col(Host.id))
+                    .limit(MAX_LISTED)
+                )
+            )
+            if vm.cluster_id is not None
+            else []
+        )
+    assert zone is not None and account is not None
+    note = ""
+    if vm.state != VmState.RUNNING:
+        note = f"VM {vm.name} is {vm.state}: only a Running VM is live-migrated"
+    elif cluster is None:
+        note = f"VM {vm.name} has no cluster"
+    targets = []
+    for host in hosts:
+        fits, reason = False, ""
+        if current is not None and host.id == current.id:
+            reason = "the VM runs here"
+        elif host.status != HostStatus.UP or host.resource_state != ResourceState.ENABLED:
+            reason = "not Up and Enabled"
+        else:
+            try:
+                preview(
+                    caller,
+                    PlacementRequest(
+                        zone=zone.uuid,
+                        cpu_count=vm.cpu_count,
+                        cpu_mhz=vm.cpu_mhz,
+                        memory_bytes=vm.memory_bytes,
+                        account=account.uuid,
+                        pinned_host=host.uuid,
+                    ),
+                )
+                fits = True
+                reason = (
+                    f"fits: room for {vm.cpu_count} x {vm.cpu_mhz} MHz and {_gib(vm.memory_bytes)}"
+                )
+            except InsufficientCapacity as exc:
+                reason = _refusal(exc)
+        targets.append(
+            MigrationTarget(
+                host.uuid, host.name, host.status, host.resource_state, fits and not note, reason
+            )
+        )
+    return MigrationTargets(
+        vm.uuid,
+        vm.name,
+        vm.state,
+        current.name if current is not None else None,
+        cluster.name if cluster is not None else None,
+        tuple(targets),
+        note,
+    )
+
+
+# --- change offering -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OfferingChoice:
+    uuid: str
+    name: str
+    cpu_count: int
+    cpu_mhz: int
+    memory_bytes: int
+    current: bool
+
+    @property
+    def line(self) -> str:
+        text = f"{self.name}: {self.cpu_count} x {self.cpu_mhz} MHz, {_gib(self.memory_bytes)}"
+        return text + ("  (current)" if self.current else "")
+
+
+def offering_choices(caller: Caller, vm_ref: str) -> list[OfferingChoice]:
+    with caller.db.read() as session:
+        vm = resolve(session, VirtualMachine, vm_ref, "VM", field="vm")
+        rows = session.exec(
+            select(ServiceOffering)
+            .where(ServiceOffering.state == "Active", col(ServiceOffering.is_system).is_(False))
+            .order_by(
+                col(ServiceOffering.cpu_count),
+                col(ServiceOffering.memory_bytes),
+                col(ServiceOffering.name),
+            )
+            .limit(MAX_LISTED)
+        )
+        return [
+            OfferingChoice(
+                o.uuid,
+                o.name,
+                o.cpu_count,
+                o.cpu_mhz,
+                o.memory_bytes,
+                o.id == vm.service_offering_id,
+            )
+            for o in rows
+        ]
+
+
+# --- the deploy wizard -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Choice:
+    uuid: str
+    name: str
+    note: str = ""  # sizes, CIDR, state ...
+
+
+@dataclass(frozen=True)
+class DeployChoices:
+    zones: tuple[Choice, ...]
+    zone: Choice | None  # the zone the rest is for
+    templates: tuple[Choice, ...] = ()
+    isos: tuple[Choice, ...] = ()
+    offerings: tuple[Choice, ...] = ()
+    disk_offerings: tuple[Choice, ...] = ()
+    networks: tuple[Choice, ...] = ()
+    hosts: tuple[Choice, ...] = ()
+
+
+def _templates(session: Session, zone: Zone, *, iso: bool) -> list[Choice]:
+    format_test = Template.format == ImageFormat.ISO if iso else Template.format != ImageFormat.ISO
+    rows = session.exec(
+        select(Template)
+        .join(TemplateStoreRef, col(TemplateStoreRef.template_id) == Template.id)
+        .join(ImageStore, col(ImageStore.id) == TemplateStoreRef.store_id)
+        .where(
+            ImageStore.zone_id == zone.id,
+            Template.state == "Ready",
+            TemplateStoreRef.state == "Ready",
+            format_test,
+            col(Template.removed).is_(None),
+        )
+        .order_by(col(Template.name), col(Template.id))
+        .distinct()
+        .limit(MAX_LISTED)
+    )
+    return [Choice(t.uuid, t.name, f"{_gib(t.size_bytes)}, {t.format}") for t in rows]
+
+
+def deploy_choices(caller: Caller, zone_ref: str | None = None) -> DeployChoices:
+    """The zones, and for `zone_ref` (default: the first zone) what a deploy there offers."""
+    with caller.db.read() as session:
+        zones = list(session.exec(select(Zone).order_by(col(Zone.name)).limit(MAX_LISTED)))
+        zone_choices = tuple(Choice(z.uuid, z.name, z.network_type) for z in zones)
+        if zone_ref is not None:
+            zone: Zone | None = resolve(session, Zone, zone_ref, "zone", field="zone")
+        else:
+            zone = zones[0] if zones else None
+        if zone is None:
+            return DeployChoices(zone_choices, None)
+        offerings = session.exec(
+            select(ServiceOffering)
+            .where(ServiceOffering.state == "Active", col(ServiceOffering.is_system).is_(False))
+            .order_by(
+                col(ServiceOffering.cpu_count),
+                col(ServiceOffering.memory_bytes),
+                col(ServiceOffering.name),
+            )
+            .limit(MAX_LISTED)
+        )
+        disks = session.exec(
+            select(DiskOffering)
+            .where(DiskOffering.state == "Active", DiskOffering.disk_size_bytes > 0)
+            .order_by(col(DiskOffering.disk_size_bytes), col(DiskOffering.name))
+            .limit(MAX_LISTED)
+        )
+        networks = session.exec(
+            select(GuestNetwork)
+            .where(GuestNetwork.zone_id == zone.id)
+            .order_by(col(GuestNetwork.name), col(GuestNetwork.id))
+            .limit(MAX_LISTED)
+        )
+        hosts = session.exec(
+            select(Host)
+            .where(Host.zone_id == zone.id)
+            .order_by(col(Host.name), col(Host.id))
+            .limit(MAX_LISTED)
+        )
+        return DeployChoices(
+            zone_choices,
+            Choice(zone.uuid, zone.name, zone.network_type),
+            tuple(_templates(session, zone, iso=False)),
+            tuple(_templates(session, zone, iso=True)),
+            tuple(
+                Choice(o.uuid, o.name, f"{o.cpu_count} x {o.cpu_mhz} MHz, {_gib(o.memory_bytes)}")
+                for o in offerings
+            ),
+            tuple(Choice(d.uuid, d.name, _gib(d.disk_size_bytes)) for d in disks),
+            tuple(
+                Choice(n.uuid, n.name, f"{n.guest_type} {n.cidr or ''}".strip()) for n in networks
+            ),
+            tuple(Choice(h.uuid, h.name, f"{h.status}/{h.resource_state}") for h in hosts),
+        )
+
+
+@dataclass(frozen=True)
+class DeployPreview:
+    plan: Plan
+    explanation: Explanation
+    pools: tuple[str, ...]  # one per volume: root first, then each data disk
+    count: int
+
+
+def deploy_preview(
+    caller: Caller, request: DeployRequest, *, host: str | None = None, count: int = 1
+) -> DeployPreview:
+    """Where the deploy of `request` would go now, and why (nothing is claimed).
+
+    Raises InsufficientCapacity (its message names the reasons) when nothing fits, and
+    NotFound / InvalidParameter for a reference that does not resolve.
+    """
+    with caller.db.read() as session:
+        zone = resolve(session, Zone, request.zone, "zone", field="zone")
+        offering = resolve(session, ServiceOffering, request.offering, "offering", field="offering")
+        template = resolve(session, Template, request.template, "template", field="template")
+        disks = [
+            resolve(session, DiskOffering, ref, "disk offering", field="disk_offerings")
+            for ref in request.disk_offerings
+        ]
+        account_uuid = None
+        if request.account is not None:
+            account_uuid = resolve(session, Account, request.account, "account").uuid
+    volumes = [
+        VolumeRequest(
+            size_bytes=template.size_bytes, storage_tags=offering.storage_tags, name="ROOT"
+        )
+    ]
+    volumes += [
+        VolumeRequest(size_bytes=d.disk_size_bytes, storage_tags=d.storage_tags, name=f"DATA-{i}")
+        for i, d in enumerate(disks, start=1)
+    ]
+    plan = preview(
+        caller,
+        PlacementRequest(
+            zone=zone.uuid,
+            offering=offering.uuid,
+            volumes=volumes,
+            account=account_uuid,
+            template=template.uuid,
+            pinned_host=host,
+        ),
+    )
+    if plan.explanation is None:  # preview always explains
+        raise NotFound("placement gave no explanation")
+    pools = tuple(p.pool_name for p in sorted(plan.volumes, key=lambda p: p.position))
+    return DeployPreview(plan, plan.explanation, pools, count)
