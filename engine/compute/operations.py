@@ -601,6 +601,8 @@ def expunge_due(caller: Caller) -> list[Job]:
                 )
             )
         )
+        # A VM whose expunge (or any job) is already queued is left to it.
+        due = [uuid for uuid in due if _queued_jobs(session, uuid) == 0]
     return [expunge_vm(caller, uuid) for uuid in due]
 
 
