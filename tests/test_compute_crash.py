@@ -71,7 +71,18 @@ def _deploy_and_block(url: str, step: str, ready: Path) -> subprocess.Popen:
         time.sleep(600)
         """
     )
-    return subprocess.Popen([sys.executable, "-c", script], env=os.environ.copy())
+    return _engine_process(script, ready)
+
+
+def _engine_process(script: str, ready: Path) -> subprocess.Popen:
+    """The script in a new Python process; its output goes to engine.log beside `ready`
+    (shown if it never gets where it should)."""
+    log = (ready.parent / "engine.log").open("w")
+    # SIGUSR1 dumps every thread's stack into the log: where a stuck process is stuck.
+    script = "import faulthandler, signal\nfaulthandler.register(signal.SIGUSR1)\n" + script
+    return subprocess.Popen(
+        [sys.executable, "-c", script], env=os.environ.copy(), stdout=log, stderr=log
+    )
 
 
 def _jobs_now(db) -> str:  # type: ignore[no-untyped-def]
@@ -85,8 +96,17 @@ def _kill_when_ready(proc: subprocess.Popen, ready: Path, db) -> None:  # type: 
     try:
         deadline = time.monotonic() + 120
         while not ready.exists():
-            assert proc.poll() is None, "the engine process died before its job got going"
-            assert time.monotonic() < deadline, f"the job never reached its step: {_jobs_now(db)}"
+            assert proc.poll() is None, (
+                "the engine process died before its job got going: "
+                + (ready.parent / "engine.log").read_text(errors="replace")[-3000:]
+            )
+            if time.monotonic() > deadline:
+                os.kill(proc.pid, signal.SIGUSR1)
+                time.sleep(1)
+                output = (ready.parent / "engine.log").read_text(errors="replace")[-3000:]
+                raise AssertionError(
+                    f"the job never reached its step: {_jobs_now(db)}; engine output: {output}"
+                )
             time.sleep(0.05)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
@@ -176,7 +196,7 @@ def _operate_and_block(  # type: ignore[no-untyped-def]
         time.sleep(600)
         """
     )
-    return subprocess.Popen([sys.executable, "-c", script], env=os.environ.copy())
+    return _engine_process(script, ready)
 
 
 @pytest.mark.parametrize(
