@@ -224,8 +224,14 @@ def test_pool_capacity_is_read_back_into_the_database(qemu, cloud, manager, work
 
 
 def _libvirtd_pids() -> list[int]:
-    done = subprocess.run(["pgrep", "-x", "libvirtd"], capture_output=True, text=True)
-    return [int(p) for p in done.stdout.split()]
+    """The qemu:///system daemon, by its pid file: the second libvirtd (another host, for
+    the migration test) must survive this test."""
+    try:
+        pid = int(Path("/run/libvirtd.pid").read_text().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return []
+    return [pid]
 
 
 def _start_libvirtd() -> None:

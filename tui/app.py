@@ -9,6 +9,11 @@ eu-west); Esc goes back one step. Every binding has an id, and the config file's
 `[keymap]` table remaps them (App.set_keymap).
 
 Screens load their own data through engine services in thread workers.
+
+`j` opens the jobs panel from every screen. The app owns this process's one job runner
+and host manager (started in a thread after the first frame, stopped on exit; none in
+read-only mode), so the jobs the console submits (host operations …) run here and their
+progress shows in the panel.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from functools import partial
 from typing import Any
 
 from rich.markup import escape
+from textual import work
 from textual.app import App
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
@@ -70,13 +76,27 @@ class StratusApp(App[None]):
         Binding("q", "quit", "Quit", id="app.quit"),
         Binding("colon", "command_line", "Go to", id="app.goto"),
         Binding("question_mark", "help", "Help", id="app.help"),
+        Binding("j", "jobs", "Jobs", id="app.jobs"),
         Binding("left_square_bracket", "back", "Back", show=False, id="app.back"),
         Binding("right_square_bracket", "forward", "Forward", show=False, id="app.forward"),
     ]
 
-    def __init__(self, caller: Caller, config: Config | None = None, *, clock: Any = None) -> None:
+    def __init__(
+        self,
+        caller: Caller,
+        config: Config | None = None,
+        *,
+        clock: Any = None,
+        run_jobs: bool = True,
+    ) -> None:
         super().__init__()
         self.caller = caller
+        # The process's one job runner and host manager, made after the first paint (a
+        # read-only console runs no jobs: running them changes things).
+        self.run_jobs = run_jobs
+        self.runner: Any = None  # engine.jobs.JobRunner once started
+        self.hosts: Any = None  # engine.hosts.manager.HostManager once started
+        self._closing = False
         # What screens read "now" from (tests and snapshots freeze it).
         self.clock = clock
         self.config = config or default_config()
@@ -94,6 +114,49 @@ class StratusApp(App[None]):
 
     def get_default_screen(self) -> Screen[Any]:
         return self.first_screen()
+
+    # --- the job runner --------------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        if self.run_jobs and not self.config.read_only:
+            # After the first frame: importing libvirt and recovering jobs take a moment.
+            self.call_after_refresh(self._start_job_runner)
+
+    @work(thread=True, group="job-runner", exit_on_error=False)
+    def _start_job_runner(self) -> None:
+        from engine.hosts.manager import HostManager
+        from engine.jobs import JobRunner
+
+        hosts = HostManager(self.caller.db)
+        runner = JobRunner(self.caller.db, workers=2, hosts=hosts)
+        runner.start()
+        self.runner, self.hosts = runner, hosts
+        if self._closing:  # the app ended while the runner started
+            self._stop_job_runner()
+
+    def _stop_job_runner(self) -> None:
+        runner, hosts = self.runner, self.hosts
+        self.runner = self.hosts = None
+        if runner is not None:
+            # Jobs still running after this are failed cleanly by the next server to start.
+            runner.stop(timeout=5.0)
+        if hosts is not None:
+            hosts.close()
+
+    def on_unmount(self) -> None:
+        self._closing = True
+        self._stop_job_runner()
+
+    def action_jobs(self) -> None:
+        """`j`: the jobs panel from any screen; `j` again goes back."""
+        from tui.screens.jobs import JobsScreen
+
+        if isinstance(self.screen, JobsScreen):
+            self.action_back()
+            return
+        self.show_screen(
+            lambda: JobsScreen(self.caller, refresh_seconds=self.refresh_seconds, clock=self.clock)
+        )
 
     def first_screen(self) -> Screen[Any]:
         return DashboardScreen(self.caller, refresh_seconds=self.refresh_seconds, clock=self.clock)
@@ -155,7 +218,14 @@ class StratusApp(App[None]):
             return lambda: TopologyScreen(
                 self.caller, refresh_seconds=self.refresh_seconds, clock=self.clock
             )
-        return lambda: ResourceScreen(
+        if destination.kind == "secgroups":
+            from tui.screens.security_groups import SecurityGroupsScreen
+
+            return lambda: SecurityGroupsScreen(
+                self.caller, refresh_seconds=self.refresh_seconds, clock=self.clock
+            )
+        screen_class = _table_screens().get(destination.name, ResourceScreen)
+        return lambda: screen_class(
             self.caller,
             destination.name,
             scope=scope,
@@ -241,7 +311,17 @@ class StratusApp(App[None]):
             return len(self.screen_stack) > 1
         if action == "forward":
             return bool(self._forward)
+        if action == "jobs":
+            return not self.screen.is_modal
         return True
+
+
+def _table_screens() -> dict[str, type[ResourceScreen]]:
+    """Table views whose screen adds actions of its own to the plain table."""
+    from tui.screens.host_actions import HostsScreen
+    from tui.screens.ip_actions import IpsScreen
+
+    return {"hosts": HostsScreen, "ips": IpsScreen}
 
 
 def _has_details(view: str) -> bool:

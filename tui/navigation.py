@@ -62,6 +62,15 @@ register(
         help="zone → pod → cluster → host → VM tree with capacity",
     )
 )
+register(
+    Destination(
+        "secgroups",
+        "Security groups",
+        ("sg", "sgs", "securitygroups"),
+        kind="secgroups",
+        help="security groups and their rules (add and remove rules)",
+    )
+)
 for _view in VIEWS.values():
     register(Destination(_view.name, _view.title, _view.aliases, help=f"table of {_view.title}"))
 

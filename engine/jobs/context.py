@@ -10,6 +10,7 @@ from engine.context import Caller
 from engine.db import Database
 from engine.errors import StratusError
 from engine.jobs import queue
+from engine.models import Job
 
 if TYPE_CHECKING:
     from engine.hosts.manager import HostManager
@@ -45,6 +46,36 @@ class JobContext:
     _last_write: float = 0.0
     _last_message: str = ""
     _cancel: bool = False
+
+    @classmethod
+    def for_job(
+        cls,
+        job: Job,
+        db: Database,
+        *,
+        owner: str,
+        lease_seconds: float,
+        hosts: HostManager | None,
+        recovering: bool = False,
+    ) -> JobContext:
+        """The context a handler (or, `recovering`, its recover hook) gets for `job`."""
+        assert job.id is not None
+        params, _ = queue.decode_params(job)
+        return cls(
+            job_id=job.id,
+            job_uuid=job.uuid,
+            job_type=job.job_type,
+            resource_uuid=job.resource_uuid,
+            resource_name=job.resource_name,
+            params=params,
+            db=db,
+            caller=queue.caller_of(db, job),
+            owner=owner,
+            lease_seconds=lease_seconds,
+            hosts=hosts,
+            steps=queue.job_steps(db, job.id) if recovering else [],
+            recovering=recovering,
+        )
 
     def progress(self, percent: int, message: str) -> None:
         """Report how far the job is (0-100) and what it is doing; renews the lease."""

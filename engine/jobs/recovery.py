@@ -118,22 +118,13 @@ def _undo(db: Database, job: Job, me: str, lease_seconds: float, hosts: object |
             f"No recovery is registered for {job.job_type} jobs in this process: check "
             f"{job.resource_type} '{job.resource_name or job.resource_uuid}' by hand."
         )
-    assert job.id is not None
-    params, _ = queue.decode_params(job)
-    ctx = JobContext(
-        job_id=job.id,
-        job_uuid=job.uuid,
-        job_type=job.job_type,
-        resource_uuid=job.resource_uuid,
-        resource_name=job.resource_name,
-        params=params,
-        db=db,
-        caller=queue.caller_of(db, job),
+    ctx = JobContext.for_job(
+        job,
+        db,
         owner=me,
         lease_seconds=lease_seconds,
-        hosts=hosts,  # type: ignore[arg-type]
-        steps=queue.job_steps(db, job.id),
-        recovering=True,
+        hosts=hosts,
+        recovering=True,  # type: ignore[arg-type]
     )
     try:
         return handler.recover(ctx).strip() or "Nothing needed undoing."

@@ -199,19 +199,8 @@ class JobRunner:
                 description=f"{subject}: no handler",
             )  # fmt: skip
             return
-        params, _ = queue.decode_params(job)
-        ctx = JobContext(
-            job_id=job.id,
-            job_uuid=job.uuid,
-            job_type=job.job_type,
-            resource_uuid=job.resource_uuid,
-            resource_name=job.resource_name,
-            params=params,
-            db=self.db,
-            caller=caller,
-            owner=self.owner,
-            lease_seconds=self.lease_seconds,
-            hosts=self.hosts,
+        ctx = JobContext.for_job(
+            job, self.db, owner=self.owner, lease_seconds=self.lease_seconds, hosts=self.hosts
         )
         state, result, error = JobState.SUCCEEDED, None, None
         try:

@@ -39,6 +39,7 @@ from engine.details import (
     ZoneDetail,
 )
 from tui.screens.dashboard import event_line, replace_options
+from tui.screens.host_actions import HOST_BINDINGS, HostActions
 from tui.screens.live import Clock, LiveScreen, LiveStatus, hhmmss, is_read_only
 from tui.widgets.crumbs import Breadcrumbs
 from tui.widgets.gauge import gauge_line, human_bytes, human_mhz
@@ -466,10 +467,11 @@ class ClusterDetailScreen(DetailScreen):
         self.set_list("vms", vm_options(data.vms))
 
 
-class HostDetailScreen(DetailScreen):
+class HostDetailScreen(HostActions, DetailScreen):
     TITLE = "Host"
     KIND = "host"
     WHAT = "Loading the host"
+    BINDINGS = HOST_BINDINGS
     SECTIONS = [
         ("facts", "Host"),
         ("capacity", "Capacity"),
@@ -488,6 +490,19 @@ class HostDetailScreen(DetailScreen):
         self.past_source: Callable[[Caller, str], list[dict[str, float]]] | None = (
             None if metrics is not None else details.live_host_history
         )
+
+    def host_target(self) -> str | None:
+        return self.uuid
+
+    def after_host_change(self, removed: bool = False) -> None:
+        if removed:
+            self.app.call_later(self.app.run_action, "back")
+        else:
+            self.load()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        allowed = self.host_action_allowed(action)
+        return super().check_action(action, parameters) if allowed is None else allowed
 
     def fetch(self) -> tuple[HostDetail, Mapping[str, float] | None]:
         detail = details.host_detail(self.caller, self.uuid)

@@ -461,7 +461,7 @@ class ResourceScreen(Screen[None]):
 
     def _due(self) -> None:
         self._refresh_timer = None
-        if self.is_current and not self._fetching_more:
+        if self.is_active and not self._fetching_more:
             self.load(mode="refresh")
         else:  # hidden, or a page is on its way: look again later
             self._rearm()

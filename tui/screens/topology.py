@@ -332,7 +332,7 @@ class TopologyScreen(Screen[None]):
 
     def _due(self) -> None:
         self._refresh_timer = None
-        if self.is_current and self._pending == 0:
+        if self.is_active and self._pending == 0:
             self._reload_open()
         else:
             self._rearm()
