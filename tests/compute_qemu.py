@@ -74,9 +74,9 @@ def bridge(qemu: str) -> Iterator[str]:
         network.remove_link(BRIDGE)
 
 
-def _forget_pools_under(path: Path) -> None:
+def forget_pools_under(path: Path, uri: str = URI) -> None:
     """Stop and undefine the libvirt pools the test made (primary, template source)."""
-    conn = libvirt.open(URI)
+    conn = libvirt.open(uri)
     try:
         for pool in conn.listAllStoragePools(0):
             try:
@@ -119,7 +119,7 @@ def world(qemu: str, bridge: str, cloud: Cloud, workdir: Path) -> Iterator[Compu
         names = list(session.exec(select(VirtualMachine.instance_name)))
     for name in names:
         _forget_domain(name)
-    _forget_pools_under(workdir)
+    forget_pools_under(workdir)
 
 
 @pytest.fixture

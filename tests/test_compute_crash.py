@@ -71,22 +71,46 @@ def _deploy_and_block(url: str, step: str, ready: Path) -> subprocess.Popen:
         time.sleep(600)
         """
     )
-    return subprocess.Popen([sys.executable, "-c", script], env=os.environ.copy())
+    return _engine_process(script, ready)
+
+
+def _engine_process(script: str, ready: Path) -> subprocess.Popen:
+    """The script in a new Python process; its output goes to engine.log beside `ready`
+    (shown if it never gets where it should)."""
+    log = (ready.parent / "engine.log").open("w")
+    # SIGUSR1 dumps every thread's stack into the log: where a stuck process is stuck.
+    script = "import faulthandler, signal\nfaulthandler.register(signal.SIGUSR1)\n" + script
+    return subprocess.Popen(
+        [sys.executable, "-c", script], env=os.environ.copy(), stdout=log, stderr=log
+    )
 
 
 def _jobs_now(db) -> str:  # type: ignore[no-untyped-def]
     return "; ".join(
-        f"{j.job_type} {j.state} {j.progress}% {j.progress_message!r}" for j in list_jobs(db)
+        f"{j.job_type} {j.state} {j.progress}% {j.progress_message!r} {j.error or ''}"
+        for j in list_jobs(db)
     )
 
 
-def _kill_when_ready(proc: subprocess.Popen, ready: Path, db) -> None:  # type: ignore[no-untyped-def]
-    """Wait until the engine process blocks at its step, then kill -9 it."""
+def _kill_when_ready(proc: subprocess.Popen, ready: Path, db, earlier: set[str]) -> None:  # type: ignore[no-untyped-def]
+    """Wait until the engine process blocks at its step, then kill -9 it. A job of the
+    process (not in `earlier`) that ends first fails the test at once, with its error."""
     try:
         deadline = time.monotonic() + 120
         while not ready.exists():
-            assert proc.poll() is None, "the engine process died before its job got going"
-            assert time.monotonic() < deadline, f"the job never reached its step: {_jobs_now(db)}"
+            assert proc.poll() is None, (
+                "the engine process died before its job got going: "
+                + (ready.parent / "engine.log").read_text(errors="replace")[-3000:]
+            )
+            if any(j.finished is not None for j in list_jobs(db) if j.uuid not in earlier):
+                raise AssertionError(f"a job ended before its step was reached: {_jobs_now(db)}")
+            if time.monotonic() > deadline:
+                os.kill(proc.pid, signal.SIGUSR1)
+                time.sleep(1)
+                output = (ready.parent / "engine.log").read_text(errors="replace")[-3000:]
+                raise AssertionError(
+                    f"the job never reached its step: {_jobs_now(db)}; engine output: {output}"
+                )
             time.sleep(0.05)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
@@ -100,7 +124,7 @@ def test_a_deploy_killed_mid_way_is_recovered(world, workdir, step) -> None:
     cloud = world.cloud
     ready = workdir / "ready"
     proc = _deploy_and_block(cloud.db.url, step, ready)
-    _kill_when_ready(proc, ready, cloud.db)
+    _kill_when_ready(proc, ready, cloud.db, set())
 
     vm = vm_by_name(cloud, "crash")
     assert vm.state == VmState.STARTING  # as the dead process left it
@@ -176,7 +200,7 @@ def _operate_and_block(  # type: ignore[no-untyped-def]
         time.sleep(600)
         """
     )
-    return subprocess.Popen([sys.executable, "-c", script], env=os.environ.copy())
+    return _engine_process(script, ready)
 
 
 @pytest.mark.parametrize(
@@ -208,8 +232,9 @@ def test_a_killed_start_or_stop_leaves_a_stable_vm(
                 runner.wait(stop_vm(cloud.admin, vm.uuid, forced=True).uuid, raise_on_failure=True)
         ready = workdir / "ready"
         kwargs = {"forced": True} if operation == "stop_vm" else {}
+        earlier = {j.uuid for j in list_jobs(cloud.db)}
         proc = _operate_and_block(cloud.db.url, operation, vm.uuid, step, ready, **kwargs)
-        _kill_when_ready(proc, ready, cloud.db)
+        _kill_when_ready(proc, ready, cloud.db, earlier)
         before = vm_by_name(cloud, "op")
         assert before.state in (VmState.STARTING, VmState.STOPPING)  # as the dead run left it
 

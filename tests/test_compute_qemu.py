@@ -10,14 +10,19 @@ Live migration needs a second libvirtd; with one, that test says so and skips.
 # ruff: noqa: F811  (pytest fixtures imported from compute_qemu are used as arguments)
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
+import uuid
 
+import libvirt
 import pytest
 from compute_qemu import (  # noqa: F401  (fixtures)
     BRIDGE,
+    VNI,
     bridge,
     domain_on_qemu,
+    forget_pools_under,
     qemu,
     runner,
     workdir,
@@ -35,6 +40,7 @@ from compute_world import (
 )
 from hosts_helpers import MIB
 
+from engine import topology
 from engine.compute import (
     DeployRequest,
     deploy_vm,
@@ -45,6 +51,7 @@ from engine.compute import (
     start_vm,
     stop_vm,
 )
+from engine.hosts import domains
 from engine.hosts.domain_xml import vm_uuid_of
 from engine.jobs import JobRunner
 from engine.models import ClaimState, PowerState, VmState
@@ -113,23 +120,52 @@ def test_a_vm_through_its_whole_life_on_real_qemu(world, runner, workdir) -> Non
     assert pool_row(cloud).allocated_bytes == 0
 
 
-def test_live_migration_between_two_real_hosts(qemu, cloud, workdir, runner) -> None:
-    second = os.environ.get("STRATUS_SECOND_HOST_URI")
+def test_live_migration_between_two_real_hosts(qemu, bridge, cloud, workdir, runner) -> None:
+    second = os.environ.get("SECOND_LIBVIRT_URI")
     if not second:
         pytest.skip(
-            "live migration needs a second libvirtd host (set STRATUS_SECOND_HOST_URI); "
-            "this machine has one"
+            "live migration needs a second libvirtd host (scripts/libvirtd-second-up, "
+            "SECOND_LIBVIRT_URI); none here"
         )
-    world = make_compute_world(cloud, workdir, uris=[qemu, second], instance_suffix="MIG")
+    world = make_compute_world(
+        cloud, workdir, uris=[qemu, second], vni=VNI, instance_suffix=f"M{uuid.uuid4().hex[:8]}"
+    )
+    source, target = world.hosts  # h0 at qemu:///system, h1 the second daemon
+    # Deploy on the first daemon: the second one, in its own mount namespace, would read
+    # qemu:///system as itself, so only first -> second is a migration between two hosts.
+    topology.disable_host(cloud.admin, target.uuid)
     request = DeployRequest("mig", zone="z1", offering="tiny", template="tiny", networks=["guest"])
     vm, job = deploy_vm(cloud.admin, request)
     _run(runner, job)
+    topology.enable_host(cloud.admin, target.uuid)
     vm = vm_by_name(cloud, "mig")
-    target = next(h for h in world.hosts if h.id != vm.host_id)
+    assert vm.host_id == source.id
     try:
-        _run(runner, migrate_vm(cloud.admin, vm.uuid, target.uuid))
+        done = runner.wait(migrate_vm(cloud.admin, vm.uuid, target.uuid).uuid, timeout=180)
+        assert done.state == "Succeeded", done.error
+        assert done.progress == 100
         moved = vm_by_name(cloud, "mig")
         assert moved.state == VmState.RUNNING and moved.host_id == target.id
         assert [(c.host_id, c.state) for c in claims(cloud)] == [(target.id, ClaimState.USED)]
+        usage = dict(zip([h.name for h in world.hosts], host_usage(cloud), strict=True))
+        assert usage == {source.name: (0, 0, 0, 0), target.name: (500, 0, 64 * MIB, 0)}
+        state_on = {
+            h.name: domains.domain_state(runner.hosts.for_host(h), vm.instance_name)  # type: ignore[union-attr]
+            if domains.domain_exists(runner.hosts.for_host(h), vm.instance_name)  # type: ignore[union-attr]
+            else None
+            for h in world.hosts
+        }
+        assert state_on == {source.name: None, target.name: "running"}
     finally:
         _run(runner, destroy_vm(cloud.admin, vm.uuid, expunge=True))
+        for uri in (qemu, second):
+            conn = libvirt.open(uri)
+            try:
+                with contextlib.suppress(libvirt.libvirtError):
+                    dom = conn.lookupByName(vm.instance_name)
+                    if dom.isActive():
+                        dom.destroy()
+                    dom.undefine()
+            finally:
+                conn.close()
+            forget_pools_under(workdir, uri)

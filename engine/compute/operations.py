@@ -23,13 +23,13 @@ from sqlmodel import Session, col, select
 from engine.compute import cleanup
 from engine.compute.context import StepContext, hosts_of, step_done
 from engine.compute.deploy import load_vm
-from engine.compute.domain import domain_xml
+from engine.compute.domain import attached_volumes, domain_xml
 from engine.compute.states import require_state, set_reason, transition
 from engine.context import Caller
 from engine.errors import InvalidParameter, NotFound, StateConflict, StratusError
 from engine.events import record_event
-from engine.hosts import domains
-from engine.hosts.guests import guest_domain_type
+from engine.hosts import domains, storage
+from engine.hosts.guests import guest_domain_type, migration_flags
 from engine.lookup import resolve
 from engine.models import (
     Account,
@@ -601,6 +601,8 @@ def expunge_due(caller: Caller) -> list[Job]:
                 )
             )
         )
+        # A VM whose expunge (or any job) is already queued is left to it.
+        due = [uuid for uuid in due if _queued_jobs(session, uuid) == 0]
     return [expunge_vm(caller, uuid) for uuid in due]
 
 
@@ -652,10 +654,19 @@ def run_migrate(ctx: StepContext) -> dict[str, Any]:
         )
         step_done(ctx, vm, "claimed", host_id=target.id, source_id=source_id)
         src, dst = _connection(ctx, source_id), _connection(ctx, target.id)  # type: ignore[arg-type]
+        # The domain names its disks by pool: the target must know the (shared) pools.
+        with ctx.db.read() as session:
+            pools = {p.libvirt_pool_name: p for _v, p in attached_volumes(session, vm)}
+        for pool_name, pool in pools.items():
+            storage.ensure_dir_pool(dst, pool_name, pool.path)
+        flags = migration_flags(
+            shared_dir_storage=any(p.pool_type == "dir" for p in pools.values())
+        )
         domains.migrate_domain(
             src,
             dst,
             vm.instance_name,
+            flags=flags,
             progress=lambda p: ctx.progress(10 + p.percent * 85 // 100, f"migrating: {p.percent}%"),
         )
         step_done(ctx, vm, "migrated", host_id=target.id)
