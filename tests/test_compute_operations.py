@@ -401,8 +401,12 @@ def test_a_vm_whose_deploy_was_cancelled_before_it_ran_can_be_destroyed(world, m
     cloud = world.cloud
     request = DeployRequest("web1", zone="z1", offering="tiny", template="tiny", networks=["guest"])
     vm, job = deploy_vm(cloud.admin, request)  # no runner yet: the job stays Pending
-    assert cancel_job(cloud.admin, job.uuid).state == JobState.CANCELLED
-    assert vm_by_name(cloud, "web1").state == VmState.STARTING
+    cancelled = cancel_job(cloud.admin, job.uuid)
+    assert cancelled.state == JobState.CANCELLED
+    assert (cancelled.error or "").startswith("cancelled before it started; VM 'web1' is in Error")
+    # No transitional state outlives its job: the cancel took the VM out of Starting.
+    assert vm_by_name(cloud, "web1").state == VmState.ERROR
+    assert "cancelled before it started" in vm_lifecycle(cloud.admin, vm.uuid).state_reason
     destroy = destroy_vm(cloud.admin, vm.uuid)
     with JobRunner(cloud.db, workers=1, hosts=manager, poll_seconds=0.05) as runner:
         run(runner, destroy)

@@ -637,5 +637,10 @@ def recover_deploy(ctx: StepContext) -> str:
         return f"VM '{vm.name}' is {vm.state}: its deploy had finished; nothing undone"
     last = ctx.steps[-1][0] if ctx.steps else "none"
     undone = _undo(ctx, vm)
-    _fail(ctx, vm, f"the process running its deploy died (last step: {last})", undone)
+    cancelled = getattr(ctx, "cancelled", lambda: False)()
+    if cancelled and not ctx.steps:  # cancelled while Pending (engine.jobs.cancel_job)
+        reason = "its deploy was cancelled before it started"
+    else:
+        reason = f"the process running its deploy died (last step: {last})"
+    _fail(ctx, vm, reason, undone)
     return f"VM '{vm.name}' is in Error; undone: {undone}"

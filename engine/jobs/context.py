@@ -57,8 +57,10 @@ class JobContext:
         lease_seconds: float,
         hosts: HostManager | None,
         recovering: bool = False,
+        cancelled: bool = False,
     ) -> JobContext:
-        """The context a handler (or, `recovering`, its recover hook) gets for `job`."""
+        """The context a handler (or, `recovering`, its recover hook) gets for `job`;
+        `cancelled`: the job was cancelled (for a recover hook: before it ever ran)."""
         assert job.id is not None
         params, _ = queue.decode_params(job)
         return cls(
@@ -75,6 +77,7 @@ class JobContext:
             hosts=hosts,
             steps=queue.job_steps(db, job.id) if recovering else [],
             recovering=recovering,
+            _cancel=cancelled,
         )
 
     def progress(self, percent: int, message: str) -> None:

@@ -8,6 +8,7 @@ longer write progress or an outcome over what the recovering process decided.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,6 +22,8 @@ from engine.db import Database
 from engine.errors import InvalidParameter, NotFound, StateConflict
 from engine.events import record_event
 from engine.models import Job, JobState, JobStep, utcnow
+
+log = logging.getLogger(__name__)
 
 FINISHED = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
 MAX_PARAMS_BYTES = 60_000
@@ -175,8 +178,10 @@ def job_steps(db: Database, job_id: int) -> list[tuple[str, dict[str, Any]]]:
 
 
 def cancel_job(caller: Caller, uuid: str) -> Job:
-    """A pending job is cancelled at once; a running one is asked to stop (its handler
-    checks between steps and undoes what it did)."""
+    """A pending job is cancelled at once, and what its submit left (a VM in Starting) is
+    undone by its type's recover hook; a running one is asked to stop (its handler checks
+    between steps and undoes what it did)."""
+    cancelled_pending = False
     with caller.db.write() as session:
         job = session.execute(select(Job).where(col(Job.uuid) == uuid)).scalars().first()
         if job is None:
@@ -199,7 +204,12 @@ def cancel_job(caller: Caller, uuid: str) -> Job:
                     _job_resource(job),
                     f"{job.job_type} job {job.uuid} cancelled before it started",
                 )
-                return job
+                cancelled_pending = True
+    if cancelled_pending:
+        return _undo_submit(caller.db, job)
+    with caller.db.write() as session:
+        if job.state == JobState.PENDING:  # a runner took it meanwhile: ask it to stop
+            job = session.execute(select(Job).where(col(Job.id) == job.id)).scalars().one()
         session.execute(
             update(Job)
             .where(col(Job.id) == job.id, col(Job.state) == JobState.RUNNING)
@@ -214,6 +224,29 @@ def cancel_job(caller: Caller, uuid: str) -> Job:
             _job_resource(job),
             f"cancellation of {job.job_type} job {job.uuid} requested",
         )
+    return job
+
+
+def _undo_submit(db: Database, job: Job) -> Job:
+    """A job cancelled before it ran is, for what its submit left behind, a job whose
+    process died before its first step: the same recover hook takes it back."""
+    from engine.jobs.context import JobContext
+    from engine.jobs.registry import handler_for
+
+    handler = handler_for(job.job_type)
+    if handler is None or handler.recover is None:
+        return job
+    ctx = JobContext.for_job(
+        job, db, owner="", lease_seconds=30.0, hosts=None, recovering=True, cancelled=True
+    )
+    try:
+        undone = handler.recover(ctx).strip()
+    except Exception as exc:  # the job stays cancelled; the message says what is left
+        log.exception("undoing the submit of cancelled job %s", job.uuid)
+        undone = f"undoing its submit failed ({type(exc).__name__}: {exc}); check by hand"
+    job.error = f"cancelled before it started; {undone}"[:4096]
+    with db.write() as session:
+        session.execute(update(Job).where(col(Job.id) == job.id).values(error=job.error))
     return job
 
 

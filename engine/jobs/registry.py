@@ -34,6 +34,7 @@ class Handler:
 
 
 _handlers: dict[str, Handler] = {}
+_loaded = False
 
 
 def register_handler(
@@ -48,6 +49,10 @@ def register_handler(
 
 
 def handler_for(job_type: str) -> Handler | None:
+    """The handler of `job_type`, importing the engine's handler modules first if this
+    process has not yet (a CLI or a console that cancels a job may run no runner)."""
+    if job_type not in _handlers and not _loaded:
+        load_handler_modules()
     return _handlers.get(job_type)
 
 
@@ -57,6 +62,8 @@ def registered_types() -> list[str]:
 
 def load_handler_modules() -> None:
     """Import the engine's handler modules (those this installation has)."""
+    global _loaded
+    _loaded = True
     for name in HANDLER_MODULES:
         try:
             importlib.import_module(name)
