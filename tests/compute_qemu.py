@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import subprocess
-import tempfile
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -18,10 +15,10 @@ import libvirt
 import pytest
 from compute_world import ComputeWorld, make_compute_world
 from conftest import missing_part
+from hosts_helpers import need_qemu, qemu_workdir
 
 from engine.bootstrap import Cloud
 from engine.hosts import network
-from engine.hosts.connections import ensure_event_loop
 from engine.hosts.manager import HostManager
 from engine.jobs import JobRunner
 
@@ -30,37 +27,15 @@ VNI = 3917
 BRIDGE = f"brvx{VNI}"
 
 
-def libvirtd_answers() -> str | None:
-    """None when qemu:///system answers, else why not."""
-    try:
-        done = subprocess.run(
-            ["virsh", "-c", URI, "version"], capture_output=True, text=True, timeout=20
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return str(exc)
-    return None if done.returncode == 0 else (done.stderr.strip().splitlines() or ["?"])[-1]
-
-
 @pytest.fixture(scope="module")
 def qemu() -> str:
-    reason = libvirtd_answers()
-    if reason is not None:
-        missing_part(
-            f"libvirtd with QEMU at {URI} does not answer ({reason}); scripts/test starts it"
-        )
-    if shutil.which("qemu-img") is None:
-        missing_part("qemu-img not installed (qemu-utils)")
-    ensure_event_loop()
-    return URI
+    return need_qemu()
 
 
 @pytest.fixture
 def workdir() -> Iterator[Path]:
-    """A directory QEMU (running as libvirt-qemu) can reach: not under root's 0700 tmp."""
-    path = Path(tempfile.mkdtemp(prefix="stratus-compute-", dir="/var/tmp"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+    with qemu_workdir("stratus-compute-") as path:
+        yield path
 
 
 @pytest.fixture

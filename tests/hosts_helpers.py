@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +15,9 @@ from sqlmodel import select
 
 from engine.bootstrap import Cloud
 from engine.demo import Shape
+from engine.hosts.connections import ensure_event_loop
 from engine.models import Host, VirtualMachine, VmState
+from tests.conftest import missing_part
 
 MIB = 2**20
 GIB = 2**30
@@ -93,3 +99,44 @@ def wait_for(what: str, check: Callable[[], Any], *, limit: float = 60.0) -> Any
         if time.monotonic() > deadline:
             raise AssertionError(f"never happened: {what} (last value {value!r})")
         time.sleep(0.05)
+
+
+# --- the real libvirtd with QEMU ----------------------------------------------------------
+
+QEMU_URI = "qemu:///system"
+
+
+def libvirtd_answers(uri: str = QEMU_URI) -> str | None:
+    """None when libvirtd at `uri` answers, else why not."""
+    try:
+        done = subprocess.run(
+            ["virsh", "-c", uri, "version"], capture_output=True, text=True, timeout=20
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return str(exc)
+    return None if done.returncode == 0 else (done.stderr.strip().splitlines() or ["?"])[-1]
+
+
+def need_qemu(tools: tuple[str, ...] = ("qemu-img",)) -> str:
+    """qemu:///system, once it answers and `tools` are installed (else a missing part)."""
+    reason = libvirtd_answers()
+    if reason is not None:
+        missing_part(
+            f"libvirtd with QEMU at {QEMU_URI} does not answer ({reason}); scripts/test starts it"
+        )
+    for tool in tools:
+        if shutil.which(tool) is None:
+            missing_part(f"{tool} not installed (qemu-utils)")
+    ensure_event_loop()
+    return QEMU_URI
+
+
+@contextmanager
+def qemu_workdir(prefix: str = "stratus-test-") -> Iterator[Path]:
+    """A directory QEMU (running as libvirt-qemu) can reach: not under root's 0700 tmp."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/var/tmp"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

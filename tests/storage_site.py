@@ -22,38 +22,18 @@ from engine import offerings, topology
 from engine.bootstrap import Cloud
 from engine.hosts import domains
 from engine.hosts import storage as host_storage
-from engine.hosts.connections import ensure_event_loop
 from engine.hosts.domain_xml import DiskSpec, DomainSpec, build_domain_xml
 from engine.hosts.manager import HostManager
 from engine.models import Host, StoragePool, VirtualMachine, Volume, VolumeState, VolumeType
-from tests.conftest import missing_part
 from tests.helpers import GIB, MIB, host_spec, make_cluster, make_pod, make_zone
 from tests.hosts_helpers import add_vm
+from tests.hosts_helpers import need_qemu as shared_need_qemu
 
 URI = "qemu:///system"
 
 
-def libvirtd_answers() -> str | None:
-    """None when qemu:///system answers, else why not."""
-    try:
-        done = subprocess.run(
-            ["virsh", "-c", URI, "version"], capture_output=True, text=True, timeout=20
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return str(exc)
-    return None if done.returncode == 0 else (done.stderr.strip().splitlines() or ["?"])[-1]
-
-
 def need_qemu() -> None:
-    reason = libvirtd_answers()
-    if reason is not None:
-        missing_part(
-            f"libvirtd with QEMU at {URI} does not answer ({reason}); scripts/test starts it"
-        )
-    for tool in ("qemu-img", "qemu-io"):
-        if shutil.which(tool) is None:
-            missing_part(f"{tool} not installed (qemu-utils)")
-    ensure_event_loop()
+    shared_need_qemu(("qemu-img", "qemu-io"))
 
 
 @dataclass

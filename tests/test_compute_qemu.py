@@ -16,7 +16,6 @@ import subprocess
 import uuid
 
 import libvirt
-import pytest
 from compute_qemu import (  # noqa: F401  (fixtures)
     BRIDGE,
     VNI,
@@ -38,6 +37,7 @@ from compute_world import (
     taken_addresses,
     vm_by_name,
 )
+from conftest import missing_part
 from hosts_helpers import MIB
 
 from engine import topology
@@ -123,7 +123,7 @@ def test_a_vm_through_its_whole_life_on_real_qemu(world, runner, workdir) -> Non
 def test_live_migration_between_two_real_hosts(qemu, bridge, cloud, workdir, runner) -> None:
     second = os.environ.get("SECOND_LIBVIRT_URI")
     if not second:
-        pytest.skip(
+        missing_part(
             "live migration needs a second libvirtd host (scripts/libvirtd-second-up, "
             "SECOND_LIBVIRT_URI); none here"
         )

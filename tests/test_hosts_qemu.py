@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
-import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,51 +21,35 @@ import pytest
 
 from engine.bootstrap import Cloud
 from engine.hosts import domains, storage
-from engine.hosts.connections import ensure_event_loop
 from engine.hosts.domain_xml import DiskSpec, DomainSpec, build_domain_xml, vm_uuid_of
 from engine.hosts.errors import HostTimeout, HypervisorError, ImageRefused
 from engine.hosts.facts import add_host_from_uri
 from engine.hosts.manager import HostManager
 from engine.models import HostStatus, PowerState, VmState
-from tests.conftest import missing_part
 from tests.helpers import make_cluster, make_pod, make_zone
-from tests.hosts_helpers import MIB, add_vm, host_row, vm_row, wait_for
+from tests.hosts_helpers import (
+    MIB,
+    add_vm,
+    host_row,
+    need_qemu,
+    qemu_workdir,
+    vm_row,
+    wait_for,
+)
 
 URI = "qemu:///system"
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _libvirtd_answers() -> str | None:
-    """None when qemu:///system answers, else why not."""
-    try:
-        done = subprocess.run(
-            ["virsh", "-c", URI, "version"], capture_output=True, text=True, timeout=20
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return str(exc)
-    return None if done.returncode == 0 else (done.stderr.strip().splitlines() or ["?"])[-1]
-
-
 @pytest.fixture(scope="module")
 def qemu() -> str:
-    reason = _libvirtd_answers()
-    if reason is not None:
-        missing_part(
-            f"libvirtd with QEMU at {URI} does not answer ({reason}); scripts/test starts it"
-        )
-    if shutil.which("qemu-img") is None:
-        missing_part("qemu-img not installed (qemu-utils)")
-    ensure_event_loop()
-    return URI
+    return need_qemu()
 
 
 @pytest.fixture
 def workdir() -> Iterator[Path]:
-    """A directory QEMU (running as libvirt-qemu) can reach: not under root's 0700 tmp."""
-    path = Path(tempfile.mkdtemp(prefix="stratus-test-", dir="/var/tmp"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+    with qemu_workdir() as path:
+        yield path
 
 
 @pytest.fixture
