@@ -15,7 +15,7 @@ import libvirt
 import pytest
 from compute_world import ComputeWorld, make_compute_world
 from conftest import missing_part
-from hosts_helpers import need_qemu, qemu_workdir
+from hosts_helpers import forget_domain, need_qemu, qemu_workdir
 
 from engine.bootstrap import Cloud
 from engine.hosts import network
@@ -68,18 +68,6 @@ def forget_pools_under(path: Path, uri: str = URI) -> None:
         conn.close()
 
 
-def _forget_domain(name: str) -> None:
-    conn = libvirt.open(URI)
-    try:
-        with contextlib.suppress(libvirt.libvirtError):
-            dom = conn.lookupByName(name)
-            if dom.isActive():
-                dom.destroy()
-            dom.undefine()
-    finally:
-        conn.close()
-
-
 @pytest.fixture
 def world(qemu: str, bridge: str, cloud: Cloud, workdir: Path) -> Iterator[ComputeWorld]:
     made = make_compute_world(
@@ -93,7 +81,7 @@ def world(qemu: str, bridge: str, cloud: Cloud, workdir: Path) -> Iterator[Compu
 
         names = list(session.exec(select(VirtualMachine.instance_name)))
     for name in names:
-        _forget_domain(name)
+        forget_domain(name)
     forget_pools_under(workdir)
 
 

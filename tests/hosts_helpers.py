@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import tempfile
@@ -11,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import libvirt
 from sqlmodel import select
 
 from engine.bootstrap import Cloud
@@ -140,3 +142,16 @@ def qemu_workdir(prefix: str = "stratus-test-") -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def forget_domain(name: str, uri: str = QEMU_URI) -> None:
+    """Destroy and undefine a domain a test made, if it is still there."""
+    conn = libvirt.open(uri)
+    try:
+        with contextlib.suppress(libvirt.libvirtError):
+            dom = conn.lookupByName(name)
+            if dom.isActive():
+                dom.destroy()
+            dom.undefine()
+    finally:
+        conn.close()

@@ -30,6 +30,7 @@ from tests.helpers import make_cluster, make_pod, make_zone
 from tests.hosts_helpers import (
     MIB,
     add_vm,
+    forget_domain,
     host_row,
     need_qemu,
     qemu_workdir,
@@ -73,18 +74,6 @@ def pool(qemu: str, manager: HostManager, workdir: Path) -> Iterator[str]:
             if p.isActive():
                 p.destroy()
             p.undefine()
-    finally:
-        conn.close()
-
-
-def _cleanup_domain(name: str) -> None:
-    conn = libvirt.open(URI)
-    try:
-        with contextlib.suppress(libvirt.libvirtError):
-            dom = conn.lookupByName(name)
-            if dom.isActive():
-                dom.destroy()
-            dom.undefine()
     finally:
         conn.close()
 
@@ -138,7 +127,7 @@ def test_a_small_vm_through_its_whole_life(qemu, manager, pool) -> None:
         assert domains.undefine_domain(hc, name) is True
         assert domains.power_state(hc, name) == PowerState.POWER_REPORT_MISSING
     finally:
-        _cleanup_domain(name)
+        forget_domain(name)
 
 
 def test_dir_pool_volumes_and_capacity(qemu, cloud, manager, pool, workdir) -> None:
@@ -269,7 +258,7 @@ def test_libvirtd_dies_host_disconnected_then_reconnected_and_resynced(
     finally:
         if not _libvirtd_pids():
             _start_libvirtd()
-        _cleanup_domain(name)
+        forget_domain(name)
 
 
 def test_a_frozen_libvirtd_times_calls_out_and_the_host_recovers(qemu, cloud, manager) -> None:
