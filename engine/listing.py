@@ -17,6 +17,7 @@ Engine code: no textual here; the console renders the cells as they come.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -42,6 +43,7 @@ from engine.models import (
     IpAddressState,
     Job,
     Pod,
+    PodManagementAddress,
     PublicIpAddress,
     PublicIpRange,
     StoragePool,
@@ -97,6 +99,16 @@ def _vlan(isolation: Any, tag: Any) -> str:
 
 def _range_and_vlan(start: Any, end: Any, isolation: Any, tag: Any) -> str:
     return "" if start is None else f"{start}-{end} · {_vlan(isolation, tag)}"
+
+
+def _range_size(start: str, end: str) -> int:
+    return int(ipaddress.ip_address(end)) - int(ipaddress.ip_address(start)) + 1
+
+
+def _share(used: Any, total: Any) -> str:
+    """ "12 / 254 (5%)": how much of a range is taken."""
+    used, total = int(used or 0), int(total or 0)
+    return f"{used:,} / {total:,} ({100 * used / total:.0f}%)" if total else f"{used:,} / 0"
 
 
 def _addresses(used: Any, total: Any) -> str:
@@ -196,6 +208,42 @@ def _views() -> dict[str, View]:
         .correlate(GuestNetwork)
         .scalar_subquery()
     )
+
+    # A public range's addresses and how many are not free (ix_publicip_range_state_ip);
+    # the range's size is stored, so only the taken ones are counted.
+    range_taken = (
+        select(func.count())
+        .where(
+            PublicIpAddress.range_id == PublicIpRange.id,
+            PublicIpAddress.state != IpAddressState.FREE,
+        )
+        .correlate(PublicIpRange)
+        .scalar_subquery()
+    )
+    # A pod's management addresses taken (ix_podmgmt_pod_state_ip). The rows are made on
+    # first allocation; until then the hosts holding an address are what is taken.
+    mgmt_rows = (
+        select(func.count())
+        .where(PodManagementAddress.pod_id == Pod.id)
+        .correlate(Pod)
+        .scalar_subquery()
+    )
+    mgmt_taken = (
+        select(func.count())
+        .where(
+            PodManagementAddress.pod_id == Pod.id,
+            PodManagementAddress.state != IpAddressState.FREE,
+        )
+        .correlate(Pod)
+        .scalar_subquery()
+    )
+    pod_hosts_addressed = (
+        select(func.count())
+        .where(Host.pod_id == Pod.id, Host.address.is_not(None))  # type: ignore[union-attr]
+        .correlate(Pod)
+        .scalar_subquery()
+    )
+    mgmt_used = sql_case((mgmt_rows > 0, mgmt_taken), else_=pod_hosts_addressed)
 
     def made(model: Any) -> Column:
         return Column("created", "Created", (model.created,), _when, True)
@@ -425,6 +473,7 @@ def _views() -> dict[str, View]:
             scopes={
                 "zone": Scope(Zone, PublicIpAddress.zone_id),
                 "network": Scope(GuestNetwork, PublicIpAddress.network_id),
+                "range": Scope(PublicIpRange, PublicIpAddress.range_id),
             },
             search_joins=True,
         ),
@@ -469,6 +518,92 @@ def _views() -> dict[str, View]:
             # Enter: the network's public addresses (an isolated network's source NAT).
             child="ips",
             scope_as="network",
+        ),
+        View(
+            name="ranges",
+            title="Public IP ranges",
+            singular="public IP range",
+            aliases=("range", "publicranges", "vlans"),
+            model=PublicIpRange,
+            key=PublicIpRange.uuid,
+            tiebreak=PublicIpRange.id,
+            columns=(
+                # Sorted by the first address as a number, shown as the range.
+                Column(
+                    "range",
+                    "Range",
+                    (PublicIpRange.start_int, PublicIpRange.start_ip, PublicIpRange.end_ip),
+                    lambda _n, start, end: f"{start}-{end}",
+                    True,
+                ),
+                Column("zone", "Zone", (zone_of.name,)),
+                Column("pod", "Pod", (pod_of.name,)),
+                Column(
+                    "gateway",
+                    "Gateway",
+                    (PublicIpRange.gateway, PublicIpRange.cidr),
+                    lambda gw, cidr: f"{gw} ({cidr})",
+                ),
+                Column(
+                    "vlan", "VNI / VLAN", (PublicIpRange.isolation, PublicIpRange.vlan_tag), _vlan
+                ),
+                Column(
+                    "dedicated",
+                    "Dedicated to",
+                    (account_of.name, PublicIpRange.for_system),
+                    lambda account, system: "system" if system else (account or ""),
+                ),
+                Column(
+                    "used",
+                    "Addresses used",
+                    (range_taken, PublicIpRange.size),
+                    lambda used, total: _share(used, total),
+                ),
+                made(PublicIpRange),
+            ),
+            search=(
+                PublicIpRange.start_ip,
+                PublicIpRange.cidr,
+                PublicIpRange.gateway,
+                func.coalesce(account_of.name, ""),
+            ),
+            default_sort="range",
+            joins=(
+                (zone_of, zone_of.id == PublicIpRange.zone_id),
+                (pod_of, pod_of.id == PublicIpRange.pod_id),
+                (account_of, account_of.id == PublicIpRange.account_id),
+            ),
+            scopes={"zone": Scope(Zone, PublicIpRange.zone_id)},
+            search_joins=True,
+            # Enter: the range's addresses (associate and release from there).
+            child="ips",
+            scope_as="range",
+        ),
+        View(
+            name="mgmt",
+            title="Pod management ranges",
+            singular="pod",
+            aliases=("management", "podranges", "private"),
+            model=Pod,
+            key=Pod.uuid,
+            tiebreak=Pod.id,
+            columns=(
+                Column("name", "Pod", (Pod.name,), sortable=True),
+                Column("zone", "Zone", (zone_of.name,)),
+                Column("gateway", "Gateway", (Pod.gateway, Pod.cidr), lambda gw, c: f"{gw} ({c})"),
+                Column("range", "Management range", (Pod.start_ip, Pod.end_ip), "{}-{}".format),
+                Column(
+                    "used",
+                    "Addresses used",
+                    (mgmt_used, Pod.start_ip, Pod.end_ip),
+                    lambda used, start, end: _share(used, _range_size(start, end)),
+                ),
+                Column("state", "State", (Pod.allocation_state,), sortable=True),
+            ),
+            search=(Pod.name, Pod.cidr, Pod.start_ip),
+            default_sort="name",
+            joins=((zone_of, zone_of.id == Pod.zone_id),),
+            scopes={"zone": Scope(Zone, Pod.zone_id)},
         ),
         View(
             name="pools",

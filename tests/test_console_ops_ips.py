@@ -167,3 +167,28 @@ def test_read_only_hides_ip_and_security_group_actions(cloud: Cloud) -> None:
 
     run_console(cloud, scenario, read_only=True)
     assert (addresses(cloud), rules(cloud)) == before
+
+
+def test_public_ranges_show_their_use_and_enter_lists_the_range_addresses(cloud: Cloud) -> None:
+    world(cloud)
+
+    async def scenario(app: StratusApp, pilot: Pilot) -> None:
+        await go(app, pilot, "ranges")
+        row = app.screen.cursor_row
+        assert row.cells[0] == "198.51.100.10-198.51.100.40"
+        assert row.cells[6] == "2 / 31 (6%)"  # blue's source NAT and its second address
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert isinstance(app.screen, IpsScreen)  # associate and release from here
+        assert app.screen.scope == {"range": row.key}
+        assert app.screen.cursor_row.cells[0] == "198.51.100.10"
+        await go(app, pilot, "mgmt")
+        assert app.screen.cursor_row.cells[:5] == (
+            "p1",
+            "z1",
+            "10.1.0.1 (10.1.0.0/24)",
+            "10.1.0.10-10.1.0.99",
+            "1 / 90 (1%)",  # the one host's address
+        )
+
+    run_console(cloud, scenario)

@@ -313,3 +313,51 @@ def test_vms_sort_by_created_and_volumes_by_name(cloud: Cloud) -> None:
     volumes = names(listing.list_page(cloud.admin, "vols"))
     assert volumes == sorted(volumes) and len(volumes) == 6
     assert names(listing.list_page(cloud.admin, "vols", descending=True)) == volumes[::-1]
+
+
+def test_ranges_view_shows_public_ranges_with_their_use_and_drills_into_addresses(
+    cloud: Cloud,
+) -> None:
+    build(cloud.admin, vms=0)
+    build_ipam(cloud.admin)  # 31 addresses, two of them associated to the admin's network
+    page = listing.list_page(cloud.admin, "ranges")
+    (row,) = page.rows
+    assert row.cells[:6] == (
+        "198.51.100.10-198.51.100.40",
+        "z1",
+        "",
+        "198.51.100.1 (198.51.100.0/24)",
+        "vlan 200",
+        "",
+    )
+    assert row.cells[6] == "2 / 31 (6%)"
+    from engine.ipam import public
+
+    public.associate_public_ip(cloud.admin, "z1", network_ref="red")  # red's source NAT
+    assert listing.list_page(cloud.admin, "ranges").rows[0].cells[6] == "3 / 31 (10%)"
+    view = listing.view_named("ranges")
+    assert (view.child, view.scope_as) == ("ips", "range")
+    addresses = listing.count_rows(cloud.admin, "ips", scope={"range": row.key})
+    assert addresses.rows == 31
+    assert listing.count_rows(cloud.admin, "ranges", filter_text="203.0.113").rows == 0
+
+
+def test_mgmt_view_shows_each_pods_management_range_and_the_addresses_hosts_hold(
+    cloud: Cloud,
+) -> None:
+    build(cloud.admin, hosts=4, vms=0)  # p1: 10.1.0.10-99, hosts at 10.1.0.20-23
+    (row,) = listing.list_page(cloud.admin, "mgmt").rows
+    assert row.cells == (
+        "p1",
+        "z1",
+        "10.1.0.1 (10.1.0.0/24)",
+        "10.1.0.10-10.1.0.99",
+        "4 / 90 (4%)",
+        "Enabled",
+    )
+    with cloud.db.write() as session:
+        host = session.exec(select(Host).where(Host.name == "h3")).one()
+    from engine.topology import delete_host
+
+    delete_host(cloud.admin, host.uuid)
+    assert listing.list_page(cloud.admin, "mgmt").rows[0].cells[4] == "3 / 90 (3%)"
