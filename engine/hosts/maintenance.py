@@ -37,7 +37,7 @@ from sqlmodel import Session, col, select
 from engine.compute import operations
 from engine.compute.states import TRANSITIONAL
 from engine.context import Caller
-from engine.errors import InsufficientCapacity, StateConflict, StratusError
+from engine.errors import InsufficientCapacity, InvalidParameter, StateConflict, StratusError
 from engine.events import record_event
 from engine.jobs import JobContext, LeaseLost, register_handler, submit_job
 from engine.lookup import resolve
@@ -254,9 +254,16 @@ def _set_state(
     session.refresh(host)
 
 
-def prepare_host_for_maintenance(caller: Caller, host_ref: str) -> Job:
+def prepare_host_for_maintenance(
+    caller: Caller, host_ref: str, *, stop_timeout: float = operations.STOP_TIMEOUT
+) -> Job:
     """Refuse (nothing written) while a VM on the host is Starting, Stopping or Migrating;
-    otherwise mark the host PrepareForMaintenance and queue its drain."""
+    otherwise mark the host PrepareForMaintenance and queue its drain. A VM that is
+    stopped gets `stop_timeout` seconds to shut down before it is forced off."""
+    if stop_timeout <= 0:
+        raise InvalidParameter(
+            f"stop timeout {stop_timeout!r} must be positive", field="stop_timeout"
+        )
     plan = maintenance_plan(caller, host_ref)
     busy = plan.busy
     if busy:
@@ -289,6 +296,7 @@ def prepare_host_for_maintenance(caller: Caller, host_ref: str) -> Job:
             params={
                 "targets": {f.vm_uuid: f.target_uuid for f in plan.fates if f.action == "migrate"},
                 "previous": before,
+                "stop_timeout": stop_timeout,
             },
             session=session,
         )
