@@ -24,11 +24,11 @@ from compute_world import (
 )
 from helpers import events, rejects, set_columns
 from hosts_helpers import MIB
+from maintenance_support import crowded, deploy_on, migrate_by_hand
 from sqlalchemy import update
 
-from engine import offerings, topology
+from engine import topology
 from engine.bootstrap import Cloud
-from engine.compute import DeployRequest, deploy_vm
 from engine.errors import InsufficientCapacity, StateConflict
 from engine.hosts import domains, maintenance
 from engine.hosts.maintenance import (
@@ -64,31 +64,9 @@ def runner(cloud: Cloud, manager: HostManager) -> Iterator[JobRunner]:
 
 @pytest.fixture
 def live_migration(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """libvirt's migration, done by hand on the test driver: define and start on the
-    target, off and undefine on the source. Returns the names of the domains moved."""
     moved: list[str] = []
-
-    def move(src, dst, name, *, progress=None, **_kw):  # type: ignore[no-untyped-def]
-        xml = src.call(lambda c: c.lookupByName(name).XMLDesc(0), what="read xml")
-        domains.define_domain(dst, xml)
-        domains.start_domain(dst, name)
-        domains.destroy_domain(src, name)
-        domains.undefine_domain(src, name)
-        if progress is not None:
-            progress(domains.MigrationProgress(100, 1, 1, 0.1))
-        moved.append(name)
-
-    monkeypatch.setattr(domains, "migrate_domain", move)
+    monkeypatch.setattr(domains, "migrate_domain", migrate_by_hand(moved))
     return moved
-
-
-def deploy_on(world: ComputeWorld, runner: JobRunner, name: str, host: str, offering="tiny"):  # type: ignore[no-untyped-def]
-    request = DeployRequest(
-        name, zone="z1", offering=offering, template="tiny", networks=["guest"], host=host
-    )
-    _vm, job = deploy_vm(world.cloud.admin, request)
-    runner.wait(job.uuid, raise_on_failure=True)
-    return vm_by_name(world.cloud, name)
 
 
 def host_named(cloud: Cloud, name: str) -> Host:
@@ -147,12 +125,8 @@ def test_a_vm_that_fits_nowhere_is_stopped_as_the_plan_said(
     world, manager, runner, live_migration
 ) -> None:
     cloud = world.cloud
-    offerings.create_service_offering(
-        cloud.admin, "big", cpu_count=1, cpu_mhz=500, memory_bytes=10 * GIB
-    )
-    deploy_on(world, runner, "big-a", "h1", offering="big")  # h1: 6 GiB free
-    big = deploy_on(world, runner, "big-b", "h0", offering="big")
-    small = deploy_on(world, runner, "web1", "h0")
+    crowded(world, runner)  # h0: big-b (fits nowhere else) and web1; h1: 6 GiB free
+    big, small = vm_by_name(cloud, "big-b"), vm_by_name(cloud, "web1")
 
     plan = maintenance_plan(cloud.admin, "h0")
     fates = {f.vm: f for f in plan.fates}

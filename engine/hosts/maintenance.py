@@ -255,11 +255,14 @@ def _set_state(
 
 
 def prepare_host_for_maintenance(
-    caller: Caller, host_ref: str, *, stop_timeout: float = operations.STOP_TIMEOUT
+    caller: Caller, host_ref: str, *, stop_timeout: float | None = None
 ) -> Job:
     """Refuse (nothing written) while a VM on the host is Starting, Stopping or Migrating;
     otherwise mark the host PrepareForMaintenance and queue its drain. A VM that is
-    stopped gets `stop_timeout` seconds to shut down before it is forced off."""
+    stopped gets `stop_timeout` seconds (compute's STOP_TIMEOUT by default) to shut down
+    before it is forced off."""
+    if stop_timeout is None:
+        stop_timeout = operations.STOP_TIMEOUT
     if stop_timeout <= 0:
         raise InvalidParameter(
             f"stop timeout {stop_timeout!r} must be positive", field="stop_timeout"
