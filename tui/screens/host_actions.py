@@ -235,7 +235,7 @@ class HostActions(JobWatching):
                 "no new VM will be placed on it until maintenance is cancelled (C)",
             ],
             warning=f"{moves} VM{'s' if moves != 1 else ''} will be live-migrated and "
-            f"{stops} stopped.",
+            f"{stops} stopped. Each target is checked again just before its VM moves.",
         )
         screen.app.push_screen(
             ConfirmDialog(confirmation),
