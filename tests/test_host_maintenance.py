@@ -259,3 +259,21 @@ def test_a_drain_whose_runner_dies_leaves_the_host_in_error_in_maintenance(
     runner.wait(prepare_host_for_maintenance(cloud.admin, "h0").uuid, raise_on_failure=True)
     assert host_named(cloud, "h0").resource_state == "Maintenance"
     assert vm_by_name(cloud, "web2").host_id == h1.id
+
+
+def test_a_vm_that_cannot_be_moved_leaves_the_host_in_error_in_maintenance(world, runner) -> None:
+    """Here libvirt's test driver itself refuses the live migration (no stand-in)."""
+    cloud = world.cloud
+    web1 = deploy_on(world, runner, "web1", "h0")
+    failed = runner.wait(prepare_host_for_maintenance(cloud.admin, "h0").uuid)
+    assert failed.state == JobState.FAILED
+    error = failed.error or ""
+    assert error.startswith("host 'h0' could not be drained: VM 'web1': ")
+    assert "migrat" in error and error.endswith("the host is ErrorInMaintenance")
+    assert host_named(cloud, "h0").resource_state == "ErrorInMaintenance"
+    after = vm_by_name(cloud, "web1")  # compute undid its part: still Running where it was
+    assert after.state == VmState.RUNNING and after.host_id == web1.host_id
+    assert event_types(cloud) == ["MAINT.PREPARE", "MAINT.PREPARE"]
+    assert [e.level for e in events(cloud) if e.event_type.startswith("MAINT.")][-1] == "ERROR"
+    # From ErrorInMaintenance an operator may cancel (back to Enabled) or try again.
+    assert cancel_maintenance(cloud.admin, "h0").resource_state == "Enabled"

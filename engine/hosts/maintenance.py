@@ -452,6 +452,12 @@ def _drain(ctx: JobContext) -> dict[str, Any]:
             raise
         except Exception as exc:
             reason = str(exc) if isinstance(exc, StratusError) else f"internal error: {exc!r}"
+            if isinstance(exc, StateConflict) and _moved_by_another_job(ctx, vm, host):
+                # An operator's job of the VM changed it first (compare-and-set): judge the
+                # VM again as it is now (gone from the host, or busy and waited for).
+                handled.discard(vm.uuid)
+                ctx.record_step("vm changed", vm=vm.uuid, name=vm.name, reason=reason)
+                continue
             failures.append(f"VM '{vm.name}': {reason}")
             ctx.record_step("vm failed", vm=vm.uuid, name=vm.name, reason=reason)
             _hooks("failed", vm.name)
@@ -471,6 +477,14 @@ def _drain(ctx: JobContext) -> dict[str, Any]:
         return {"host": host.name, "migrated": moved, "stopped": stopped, "cancelled": True}
     ctx.progress(100, f"host '{host.name}' in maintenance: {summary}")
     return {"host": host.name, "migrated": moved, "stopped": stopped, "state": RS.MAINTENANCE}
+
+
+def _moved_by_another_job(ctx: JobContext, vm: VirtualMachine, host: Host) -> bool:
+    with ctx.db.read() as session:
+        now = session.get(VirtualMachine, vm.id)
+    return now is not None and (
+        now.update_count != vm.update_count and (now.state != S.RUNNING or now.host_id != host.id)
+    )
 
 
 def _percent(handled: set[str], todo: list, busy: list, *, before: bool = False) -> int:

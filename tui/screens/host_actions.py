@@ -249,7 +249,7 @@ class HostActions(JobWatching):
 
         def moving(view: JobView) -> None:
             # The table follows the drain: reloaded when the job turns to its next VM.
-            where = view.progress_message.split(":", 1)[0]
+            where = (view.progress_message or "").split(":", 1)[0]
             if not seen or seen[-1] != where:
                 seen.append(where)
                 self.after_host_change()
