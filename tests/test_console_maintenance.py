@@ -10,6 +10,7 @@ two test-driver hosts (see maintenance_support)."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from textual.widgets import Input
 from engine import offerings
 from engine.bootstrap import Cloud
 from engine.compute import DeployRequest, deploy_vm, operations
-from engine.hosts import domains
+from engine.hosts import domains, maintenance
 from engine.models import Host, VirtualMachine, VmState
 from tui.app import StratusApp
 from tui.screens.host_actions import AddHostDialog, HostsScreen
@@ -105,13 +106,25 @@ def test_maintenance_drains_a_host_from_the_hosts_table(world: ComputeWorld) -> 
         assert isinstance(app.screen, HostsScreen)
         assert (hosts(cloud)["h0"].resource_state, event_count(cloud)) == before
 
-        # Confirmed: the drain runs as a job the console follows to its end.
+        # Confirmed: the drain runs as a job the console follows to its end. It is held
+        # after its first VM, to look at its progress.
         await pilot.press("M")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), "the dialog")
         await pilot.click("#confirm")
         await wait_for(
             pilot, lambda: any("Maintenance of host h0 submitted" in t for t in toasts(app)), "!"
         )
+        await wait_for(pilot, first_done.is_set, "the drain's first VM")
+        await wait_for(
+            pilot, lambda: resource_state_shown(app, "h0") == "PrepareForMaintenance", "state"
+        )
+        await pilot.press("j")
+        await wait_for(pilot, lambda: "VM big-b (stop)" in screen_text(app), "the progress")
+        panel = screen_text(app)
+        assert "Running" in panel and "PrepareHostMaintenance Host h0" in panel
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, HostsScreen), "the hosts table")
+        release.set()
         await wait_for(
             pilot, lambda: hosts(cloud)["h0"].resource_state == "Maintenance", "maintenance"
         )
@@ -123,6 +136,13 @@ def test_maintenance_drains_a_host_from_the_hosts_table(world: ComputeWorld) -> 
         seen["done"] = next(t for t in toasts(app) if "PrepareHostMaintenance" in t)
         await settle(app, pilot)
         assert resource_state_shown(app, "h0") == "Maintenance"
+        # The jobs panel has the drain, finished, with what it did.
+        await pilot.press("j")
+        await wait_for(pilot, lambda: "PrepareHostMaintenance Host h0" in screen_text(app), "j")
+        panel = screen_text(app)
+        assert "Succeeded" in panel and "web1 migrated to h1" in panel
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, HostsScreen), "the hosts table")
 
         # Maintenance cannot be prepared twice; C ends it, after a confirmation.
         await pilot.press("M")
@@ -141,7 +161,19 @@ def test_maintenance_drains_a_host_from_the_hosts_table(world: ComputeWorld) -> 
         await settle(app, pilot)
         assert resource_state_shown(app, "h0") == "Enabled"
 
-    run_console(cloud, scenario)
+    first_done, release = threading.Event(), threading.Event()
+
+    def hold_after_the_first(_event: str, vm: str) -> None:
+        if vm == "big-b":
+            first_done.set()
+            release.wait(30)
+
+    maintenance.DRAIN_HOOKS.append(hold_after_the_first)
+    try:
+        run_console(cloud, scenario)
+    finally:
+        release.set()
+        maintenance.DRAIN_HOOKS.remove(hold_after_the_first)
     assert "migrated" in seen["done"] and "stopped" in seen["done"]
     h1 = hosts(cloud)["h1"]
     web1, big_b = vm_by_name(cloud, "web1"), vm_by_name(cloud, "big-b")
