@@ -38,7 +38,8 @@ from engine.hosts.maintenance import (
 )
 from engine.hosts.manager import HostManager
 from engine.jobs import JobRunner, cancel_job, get_job
-from engine.models import ClaimState, Host, Job, JobState, VmState
+from engine.jobs.queue import append_step
+from engine.models import ClaimState, Host, Job, JobState, VirtualMachine, VmState
 from engine.placement import PlacementRequest, preview
 
 GIB = 2**30
@@ -277,3 +278,35 @@ def test_a_vm_that_cannot_be_moved_leaves_the_host_in_error_in_maintenance(world
     assert [e.level for e in events(cloud) if e.event_type.startswith("MAINT.")][-1] == "ERROR"
     # From ErrorInMaintenance an operator may cancel (back to Enabled) or try again.
     assert cancel_maintenance(cloud.admin, "h0").resource_state == "Enabled"
+
+
+def test_a_drain_that_died_mid_migration_lets_compute_recover_the_vm(world, manager) -> None:
+    """The dead process had claimed h1 for web1 and marked it Migrating, and libvirt had
+    not moved the domain: recovery puts web1 back to Running on h0 (where its domain
+    runs), and the host is ErrorInMaintenance, the message saying both."""
+    cloud = world.cloud
+    with JobRunner(cloud.db, workers=2, hosts=manager, poll_seconds=0.05) as runner:
+        web1 = deploy_on(world, runner, "web1", "h0")
+    job = prepare_host_for_maintenance(cloud.admin, "h0")  # no runner now: stays Pending
+    h0, h1 = host_named(cloud, "h0"), host_named(cloud, "h1")
+    dead = "other-machine:4242:1"
+    with cloud.db.write() as session:
+        session.execute(
+            update(Job)
+            .where(Job.uuid == job.uuid)
+            .values(state=JobState.RUNNING, owner=dead, lease_expires=None)
+        )
+    job_id = get_job(cloud.db, job.uuid).id
+    append_step(cloud.db, job_id, dead, "vm", {"vm": web1.uuid, "name": "web1",
+                                              "action": "migrate", "target": "h1"})  # fmt: skip
+    append_step(cloud.db, job_id, dead, "claimed",
+                {"maint_vm": web1.uuid, "host_id": h1.id, "source_id": h0.id})  # fmt: skip
+    set_columns(cloud, VirtualMachine, web1.uuid, state=VmState.MIGRATING)
+
+    (recovered,) = JobRunner(cloud.db, workers=1, hosts=manager).recover()
+    error = recovered.error or ""
+    assert "host 'h0' is ErrorInMaintenance: its drain stopped after 0 VMs (none)" in error
+    assert "VM 'web1' runs on host" in error and "back to Running there" in error
+    after = vm_by_name(cloud, "web1")
+    assert after.state == VmState.RUNNING and after.host_id == h0.id
+    assert host_named(cloud, "h0").resource_state == "ErrorInMaintenance"
