@@ -22,6 +22,7 @@ from maintenance_support import GIB, migrate_by_hand
 from ops_support import affected, hosts, runner_started, wait_for
 from screens_support import screen_text
 from sqlalchemy import update
+from sqlmodel import col, select
 from textual.pilot import Pilot
 from textual.widgets import Input
 
@@ -257,11 +258,14 @@ def test_maintenance_confirmation_snapshot(cloud: Cloud, snap_compare: Any) -> N
 
 
 def vm_named(cloud: Cloud, host: str, *, last: bool = False) -> VirtualMachine:
+    """The first (or last) VM by name on `host`."""
     with cloud.db.read() as session:
-        rows = sorted(
-            (vm for vm in session.query(VirtualMachine).all()),
-            key=lambda vm: vm.name,
+        on_host = list(
+            session.exec(
+                select(VirtualMachine)
+                .join(Host, col(Host.id) == VirtualMachine.host_id)
+                .where(Host.name == host)
+                .order_by(col(VirtualMachine.name))
+            )
         )
-        host_id = next(h.id for h in session.query(Host).all() if h.name == host)
-    on_host = [vm for vm in rows if vm.host_id == host_id]
     return on_host[-1] if last else on_host[0]
