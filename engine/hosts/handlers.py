@@ -7,6 +7,8 @@
   the topology rules, one transaction, an audit event); the host is then Up.
 - `ReconnectHost`: drop the host's connection and open a new one; connecting marks the host
   Up and resyncs its power states (a test-driver host gets its domains back first).
+- `PrepareHostMaintenance`: drain a host for maintenance (engine.hosts.maintenance, which
+  registers it; submitted by `prepare_host_for_maintenance`, not `submit_host_job`).
 - `RemoveHost`: remove the host from the topology (refused, with the topology's message,
   while VMs are on it), then close its connection.
 
@@ -127,6 +129,9 @@ HOST_JOBS = {
 
 for _job_type, (_run, _mutating) in HOST_JOBS.items():
     register_handler(_job_type, _run, recover=_one_transaction, mutating=_mutating)
+
+# The maintenance drain registers its own job type (it runs compute's migrate and stop).
+import engine.hosts.maintenance  # noqa: E402, F401
 
 
 def submit_host_job(

@@ -8,6 +8,11 @@
   to be typed: a `RemoveHost` job, refused with the topology's message while VMs are on it.
 - `u` (hosts table) adds a host by its libvirt URI: a `ProbeHost` job reads the facts from
   libvirt and shows them, then `AddHost` saves the host.
+- `M` (hosts table) prepares the host for maintenance: the confirmation lists each VM on it
+  and its fate (live-migrated to which host, or stopped and why, from
+  `engine.hosts.maintenance.maintenance_plan`), then the `PrepareHostMaintenance` job
+  drains it with its progress followed; `C` cancels maintenance (the host is Enabled
+  again; VMs that left stay where they are), after a confirmation too.
 
 None of these keys exist in read-only mode (`check_action` hides and refuses them).
 """
@@ -32,6 +37,12 @@ from engine.context import Caller
 from engine.details import HostDetail
 from engine.errors import StratusError
 from engine.hosts.handlers import submit_host_job
+from engine.hosts.maintenance import (
+    MaintenancePlan,
+    cancel_maintenance,
+    maintenance_plan,
+    prepare_host_for_maintenance,
+)
 from engine.job_views import JobView
 from tui.screens.jobs import JobWatching, announce, progress_bar
 from tui.screens.live import failure_message, is_read_only
@@ -44,7 +55,15 @@ HOST_BINDINGS = [
     Binding("R", "reconnect_host", "Reconnect", id="host.reconnect"),
     Binding("ctrl+d", "remove_host", "Remove", id="host.remove"),
 ]
-HOST_ACTIONS = {"toggle_host", "reconnect_host", "remove_host", "add_host_uri"}
+HOST_ACTIONS = {
+    "toggle_host",
+    "reconnect_host",
+    "remove_host",
+    "add_host_uri",
+    "prepare_maintenance",
+    "cancel_maintenance",
+}
+IN_MAINTENANCE = ("PrepareForMaintenance", "Maintenance", "ErrorInMaintenance")
 SHOWN_VMS = 8
 
 
@@ -173,6 +192,115 @@ class HostActions(JobWatching):
         self.submit_and_follow(
             lambda: submit_host_job(caller, "RemoveHost", host_ref=uuid),
             on_done=lambda view: self._host_job_done(view, removed=True),
+        )
+
+    # --- maintenance ---------------------------------------------------------------------
+
+    def action_prepare_maintenance(self) -> None:
+        screen: Any = self
+        uuid = self.host_target()
+        if uuid is None or is_read_only(screen.app):
+            return
+        caller = self.caller
+        self.run_then(
+            lambda: (maintenance_plan(caller, uuid), details.host_detail(caller, uuid)),
+            lambda found: self._confirm_maintenance(*found),
+            what="Reading the host's VMs",
+        )
+
+    def _confirm_maintenance(self, plan: MaintenancePlan, detail: HostDetail) -> None:
+        screen: Any = self
+        if plan.resource_state in ("PrepareForMaintenance", "Maintenance"):
+            screen.notify(
+                escape(f"host {plan.host} is {plan.resource_state}: C cancels maintenance"),
+                title="Maintenance",
+                severity="warning",
+            )
+            return
+        if plan.busy:
+            names = ", ".join(f"{f.vm} ({f.state})" for f in plan.busy)
+            screen.notify(
+                escape(f"host {plan.host}: wait until the jobs of {names} end"),
+                title="Maintenance not possible now",
+                severity="warning",
+            )
+            return
+        moves, stops = len(plan.of("migrate")), len(plan.of("stop"))
+        confirmation = Confirmation(
+            title=f"Prepare host {plan.host} for maintenance?",
+            action="Prepare",
+            affected=[
+                _host_line(detail),
+                *plan.lines,
+                "no new VM will be placed on it until maintenance is cancelled (C)",
+            ],
+            warning=f"{moves} VM{'s' if moves != 1 else ''} will be live-migrated and "
+            f"{stops} stopped. Each target is checked again just before its VM moves.",
+        )
+        screen.app.push_screen(
+            ConfirmDialog(confirmation),
+            lambda yes: self._prepare(plan.host_uuid, plan.host) if yes else None,
+        )
+
+    def _prepare(self, uuid: str, name: str) -> None:
+        caller = self.caller
+        screen: Any = self
+        seen: list[str] = []
+
+        def moving(view: JobView) -> None:
+            # The table follows the drain: reloaded when the job turns to its next VM.
+            where = (view.progress_message or "").split(":", 1)[0]
+            if not seen or seen[-1] != where:
+                seen.append(where)
+                self.after_host_change()
+
+        self.submit_and_follow(
+            lambda: prepare_host_for_maintenance(caller, uuid),
+            on_update=moving,
+            on_done=self._host_job_done,
+        )
+        screen.notify(
+            escape(f"Maintenance of host {name} submitted: see its progress with j"),
+            title="Maintenance",
+        )
+
+    def action_cancel_maintenance(self) -> None:
+        self._act_on_host(self._confirm_cancel_maintenance)
+
+    def _confirm_cancel_maintenance(self, detail: HostDetail) -> None:
+        host = detail.host
+        screen: Any = self
+        if host.resource_state not in IN_MAINTENANCE:
+            screen.notify(
+                escape(f"host {host.name} is {host.resource_state}, not in maintenance"),
+                title="Maintenance",
+                severity="warning",
+            )
+            return
+        confirmation = Confirmation(
+            title=f"Cancel maintenance of host {host.name}?",
+            action="End maintenance",
+            affected=[
+                _host_line(detail),
+                "the host becomes Enabled: new VMs may be placed on it again",
+                "VMs that were migrated away stay where they are",
+            ],
+        )
+        screen.app.push_screen(
+            ConfirmDialog(confirmation),
+            lambda yes: self._end_maintenance(host.uuid, host.name) if yes else None,
+        )
+
+    def _end_maintenance(self, uuid: str, name: str) -> None:
+        caller = self.caller
+        screen: Any = self
+
+        def done(_host: Any) -> None:
+            screen.notify(escape(f"host {name}: maintenance cancelled, Enabled"), title="Host")
+            self.after_host_change()
+
+        self.run_then(
+            lambda: cancel_maintenance(caller, uuid), done, what=f"Maintenance of {name} not ended"
         )
 
 
@@ -421,7 +549,24 @@ class AddHostDialog(JobWatching, ModalScreen[str | None]):
 class HostsScreen(HostActions, ResourceScreen):
     """The hosts table with the host actions on the cursor's row, and `u` to add by URI."""
 
-    BINDINGS = [*HOST_BINDINGS, Binding("u", "add_host_uri", "Add by URI", id="host.add_uri")]
+    # At 120 columns every key the table shows must fit on the key bar: the rarer ones are
+    # hidden there (`?` still lists them) and the host keys have short descriptions.
+    BINDINGS = [
+        Binding("escape", "back", "Back", show=False, id="table.back"),
+        Binding("o", "sort_next", "Sort", show=False, id="table.sort"),
+        Binding("O", "sort_reverse", "Reverse", show=False, id="table.sort_reverse"),
+        Binding("r", "refresh", "Refresh", show=False, id="table.refresh"),
+        Binding("a", "add", "Add", show=False, id="table.add"),
+        Binding("e", "edit", "Edit", show=False, id="table.edit"),
+        Binding("s", "toggle_host", "En/Disable", id="host.toggle"),
+        Binding("M", "prepare_maintenance", "Maint", id="host.maintenance"),
+        Binding(
+            "C", "cancel_maintenance", "End maintenance", show=False, id="host.end_maintenance"
+        ),
+        Binding("R", "reconnect_host", "Reconnect", show=False, id="host.reconnect"),
+        Binding("ctrl+d", "remove_host", "Remove", id="host.remove"),
+        Binding("u", "add_host_uri", "Add URI", id="host.add_uri"),
+    ]
 
     def host_target(self) -> str | None:
         row = self.cursor_row
@@ -437,5 +582,18 @@ class HostsScreen(HostActions, ResourceScreen):
     def action_add_host_uri(self) -> None:
         if is_read_only(self.app):
             return
-        dialog = AddHostDialog(self.caller, cluster=self.scope.get("cluster", ""))
+        cluster = self.scope.get("cluster", "")
+        if not cluster:
+            self._open_add_host("")
+            return
+        # The scope holds the cluster's UUID; the dialog shows (and submits) its name.
+        caller = self.caller
+        self.run_then(
+            lambda: topology.get_cluster(caller, cluster).name,
+            self._open_add_host,
+            what="Reading the cluster",
+        )
+
+    def _open_add_host(self, cluster: str) -> None:
+        dialog = AddHostDialog(self.caller, cluster=cluster)
         self.app.push_screen(dialog, lambda added: self.load(mode="refresh") if added else None)
