@@ -32,6 +32,7 @@ from engine.compute import DeployRequest, deploy_vm, operations
 from engine.hosts import domains, maintenance
 from engine.models import Host, VirtualMachine, VmState
 from tui.app import StratusApp
+from tui.screens.details import HostDetailScreen
 from tui.screens.host_actions import AddHostDialog, HostsScreen
 from tui.widgets.confirm import ConfirmDialog
 
@@ -269,3 +270,29 @@ def vm_named(cloud: Cloud, host: str, *, last: bool = False) -> VirtualMachine:
             )
         )
     return on_host[-1] if last else on_host[0]
+
+
+def test_maintenance_from_the_host_detail_screen(world: ComputeWorld) -> None:
+    cloud = world.cloud
+
+    async def scenario(app: StratusApp, pilot: Pilot) -> None:
+        await deploy(app, pilot, world, ("web1", "h0", "tiny"))
+        await to_row(app, pilot, "h0")
+        await pilot.press("d")
+        await wait_for(pilot, lambda: isinstance(app.screen, HostDetailScreen), "the detail")
+        await pilot.press("M")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), "the dialog")
+        assert "• VM web1: live-migrate to host h1" in affected(app)
+        await pilot.click("#confirm")
+        await wait_for(
+            pilot, lambda: hosts(cloud)["h0"].resource_state == "Maintenance", "maintenance"
+        )
+        assert isinstance(app.screen, HostDetailScreen)
+        await pilot.press("C")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), "the dialog")
+        await pilot.click("#confirm")
+        await wait_for(pilot, lambda: hosts(cloud)["h0"].resource_state == "Enabled", "enabled")
+
+    run_console(cloud, scenario)
+    web1 = vm_by_name(cloud, "web1")
+    assert web1.state == VmState.RUNNING and web1.host_id == hosts(cloud)["h1"].id

@@ -52,6 +52,8 @@ from tui.widgets.gauge import human_bytes
 
 HOST_BINDINGS = [
     Binding("s", "toggle_host", "Enable/Disable", id="host.toggle"),
+    Binding("M", "prepare_maintenance", "Maintenance", id="host.maintenance"),
+    Binding("C", "cancel_maintenance", "End maint.", id="host.end_maintenance"),
     Binding("R", "reconnect_host", "Reconnect", id="host.reconnect"),
     Binding("ctrl+d", "remove_host", "Remove", id="host.remove"),
 ]
