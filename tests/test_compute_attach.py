@@ -104,9 +104,7 @@ def domain_state(manager: HostManager, world: ComputeWorld, vm: VirtualMachine) 
 # --- suspend / resume ----------------------------------------------------------------------
 
 
-def test_suspend_and_resume_pause_the_domain_and_keep_the_capacity(
-    world, manager, runner
-) -> None:
+def test_suspend_and_resume_pause_the_domain_and_keep_the_capacity(world, manager, runner) -> None:
     cloud = world.cloud
     vm = deployed(world, runner)
     usage = host_usage(cloud)
@@ -267,4 +265,3 @@ def test_the_console_target_is_the_running_vms_host_uri_and_domain(world, runner
     target = console_target(world.cloud.admin, vm.uuid)
     host = next(h for h in world.hosts if h.id == vm.host_id)
     assert target.command() == ["virsh", "-c", host.uri, "console", vm.instance_name]
-
