@@ -9,7 +9,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from compute_world import ComputeWorld, claims, host_usage, make_compute_world, vm_by_name
+from compute_world import (
+    ComputeWorld,
+    DirectContext,
+    claims,
+    host_usage,
+    make_compute_world,
+    vm_by_name,
+)
 from helpers import events, rejects
 from sqlalchemy import update
 from sqlmodel import col
@@ -18,10 +25,13 @@ from engine.bootstrap import Cloud
 from engine.compute import (
     DeployRequest,
     attach_iso,
+    context,
     deploy_vm,
     destroy_vm,
     detach_iso,
+    isos,
     migrate_vm,
+    pause,
     reboot_vm,
     resume_vm,
     start_vm,
@@ -36,6 +46,7 @@ from engine.hosts.manager import HostManager
 from engine.jobs import JobRunner
 from engine.models import (
     ClaimState,
+    JobState,
     PowerState,
     Template,
     TemplateState,
@@ -170,6 +181,57 @@ def test_a_resync_counts_a_paused_domain_as_what_a_suspended_vm_should_have(
     run(runner, suspend_vm(cloud.admin, vm.uuid))
     report = manager.resync_host(host_of(manager, world, vm))
     assert report.drift == [] and report.missing == []
+
+
+def _fail_at(step_name: str):  # type: ignore[no-untyped-def]
+    def hook(step: str, _vm: object) -> None:
+        if step == step_name:
+            raise StateConflict(f"injected failure after {step}")
+
+    return hook
+
+
+def test_a_suspend_or_resume_that_fails_after_the_hypervisor_puts_the_domain_back(
+    world, manager, runner, monkeypatch
+) -> None:
+    cloud = world.cloud
+    vm = deployed(world, runner)
+    monkeypatch.setattr(context, "STEP_HOOKS", [_fail_at("paused")])
+    job = runner.wait(suspend_vm(cloud.admin, vm.uuid).uuid)
+    assert job.state == JobState.FAILED and "injected failure after paused" in (job.error or "")
+    assert vm_by_name(cloud, "web1").state == VmState.RUNNING
+    assert domain_state(manager, world, vm) == "running"  # resumed by the job's undo
+
+    monkeypatch.setattr(context, "STEP_HOOKS", [])
+    run(runner, suspend_vm(cloud.admin, vm.uuid))
+    monkeypatch.setattr(context, "STEP_HOOKS", [_fail_at("resumed")])
+    assert runner.wait(resume_vm(cloud.admin, vm.uuid).uuid).state == JobState.FAILED
+    assert vm_by_name(cloud, "web1").state == VmState.SUSPENDED
+    assert domain_state(manager, world, vm) == "paused"
+
+
+def test_recover_hooks_make_the_vm_follow_its_domain(world, manager, runner, tmp_path) -> None:
+    """A job killed between the hypervisor call and the row write: its recover hook reads
+    the host and finishes (or undoes) the change."""
+    cloud = world.cloud
+    vm = deployed(world, runner)
+    hc = host_of(manager, world, vm)
+    domains.suspend_domain(hc, vm.instance_name)  # the dead SuspendVM got this far
+    told_back = pause.recover_suspend(DirectContext(cloud, manager, vm.uuid))
+    assert "its domain is paused, so it is Suspended" in told_back
+    assert vm_by_name(cloud, "web1").state == VmState.SUSPENDED
+    domains.resume_domain(hc, vm.instance_name)  # the dead ResumeVM got this far
+    pause.recover_resume(DirectContext(cloud, manager, vm.uuid))
+    assert vm_by_name(cloud, "web1").state == VmState.RUNNING
+    assert "nothing to undo" in pause.recover_resume(DirectContext(cloud, manager, vm.uuid))
+
+    make_iso(cloud, tmp_path, "rescue")
+    run(runner, attach_iso(cloud.admin, vm.uuid, "rescue"))
+    domains.change_cdrom(hc, vm.instance_name, None)  # a dead DetachISO ejected, wrote nothing
+    assert cdrom_of(domains.domain_xml_of(hc, vm.instance_name, inactive=True)) == ""
+    assert "the attached ISO" in isos.recover_iso(DirectContext(cloud, manager, vm.uuid))
+    path, _fmt = template_path_in_zone(cloud.db, "rescue", "z1")
+    assert cdrom_of(domains.domain_xml_of(hc, vm.instance_name, inactive=True)) == str(path)
 
 
 # --- ISOs ----------------------------------------------------------------------------------

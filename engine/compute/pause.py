@@ -13,6 +13,8 @@ its recover hook from what the host shows (a paused domain means Suspended).
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import Any
 
 from engine.compute.context import StepContext, step_done
@@ -23,6 +25,7 @@ from engine.hosts import domains
 from engine.models import Job, VirtualMachine, VmState
 
 S = VmState
+log = logging.getLogger("stratus.compute")
 
 
 def suspend_vm(caller: Caller, vm_ref: str) -> Job:
@@ -47,17 +50,22 @@ def run_suspend(ctx: StepContext) -> dict[str, Any]:
     # bumps update_count, so nothing moves behind our back between the check and the pause.
     _move(ctx, vm, S.RUNNING, S.RUNNING, "suspend it")
     host_id = _host_of(vm)
-    domains.suspend_domain(_connection(ctx, host_id), vm.instance_name)
-    step_done(ctx, vm, "paused", host_id=host_id)
-    _move(
-        ctx,
-        vm,
-        S.RUNNING,
-        S.SUSPENDED,
-        "finish its suspend",
-        "VM.SUSPEND",
-        f"VM '{vm.name}' suspended (its memory and host capacity are kept)",
-    )
+    hc = _connection(ctx, host_id)
+    domains.suspend_domain(hc, vm.instance_name)
+    try:
+        step_done(ctx, vm, "paused", host_id=host_id)
+        _move(
+            ctx,
+            vm,
+            S.RUNNING,
+            S.SUSPENDED,
+            "finish its suspend",
+            "VM.SUSPEND",
+            f"VM '{vm.name}' suspended (its memory and host capacity are kept)",
+        )
+    except BaseException:
+        _undo(vm, "resume", lambda: domains.resume_domain(hc, vm.instance_name))
+        raise
     ctx.progress(100, "suspended")
     return {"vm": vm.uuid, "state": S.SUSPENDED}
 
@@ -66,13 +74,32 @@ def run_resume(ctx: StepContext) -> dict[str, Any]:
     vm = _vm(ctx)
     _move(ctx, vm, S.SUSPENDED, S.SUSPENDED, "resume it")
     host_id = _host_of(vm)
-    domains.resume_domain(_connection(ctx, host_id), vm.instance_name)
-    step_done(ctx, vm, "resumed", host_id=host_id)
-    _move(
-        ctx, vm, S.SUSPENDED, S.RUNNING, "finish its resume", "VM.RESUME", f"VM '{vm.name}' resumed"
-    )
+    hc = _connection(ctx, host_id)
+    domains.resume_domain(hc, vm.instance_name)
+    try:
+        step_done(ctx, vm, "resumed", host_id=host_id)
+        _move(
+            ctx,
+            vm,
+            S.SUSPENDED,
+            S.RUNNING,
+            "finish its resume",
+            "VM.RESUME",
+            f"VM '{vm.name}' resumed",
+        )
+    except BaseException:
+        _undo(vm, "pause", lambda: domains.suspend_domain(hc, vm.instance_name))
+        raise
     ctx.progress(100, "running")
     return {"vm": vm.uuid, "state": S.RUNNING}
+
+
+def _undo(vm: VirtualMachine, what: str, undo: Callable[[], None]) -> None:
+    """The state could not be recorded: put the domain back as the database has it."""
+    try:
+        undo()
+    except StratusError as exc:
+        log.warning("VM '%s': could not %s its domain back: %s", vm.name, what, exc)
 
 
 def _settle(ctx: StepContext, what: str) -> str:
