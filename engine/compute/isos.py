@@ -195,7 +195,10 @@ def recover_iso(ctx: StepContext) -> str:
         return f"VM '{vm.name}' is {vm.state}: its drive is set at its next start"
     with ctx.db.read() as session:
         path = iso_file(session, vm)
-    _set_drive(ctx, vm, path)
+    try:
+        _set_drive(ctx, vm, path)
+    except StratusError as exc:
+        return f"VM '{vm.name}': its drive could not be set to match the database: {exc}"
     return f"VM '{vm.name}': drive set to {'the attached ISO' if path else 'empty'}"
 
 
