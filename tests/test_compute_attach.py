@@ -41,7 +41,13 @@ from engine.compute import (
 from engine.compute.queries import console_target
 from engine.errors import InUse, InvalidParameter, NotFound, StateConflict
 from engine.hosts import domains
-from engine.hosts.domain_xml import cdrom_of
+from engine.hosts.domain_xml import (
+    DiskSpec,
+    DomainSpec,
+    build_domain_xml,
+    cdrom_of,
+    parse_domain_xml,
+)
 from engine.hosts.manager import HostManager
 from engine.jobs import JobRunner
 from engine.models import (
@@ -327,3 +333,37 @@ def test_the_console_target_is_the_running_vms_host_uri_and_domain(world, runner
     target = console_target(world.cloud.admin, vm.uuid)
     host = next(h for h in world.hosts if h.id == vm.host_id)
     assert target.command() == ["virsh", "-c", host.uri, "console", vm.instance_name]
+
+
+# --- the CD-ROM drive in the domain XML ------------------------------------------------------
+
+
+def _spec(cdrom: str | None) -> DomainSpec:
+    return DomainSpec(
+        name="i-2-7-VM",
+        uuid="9f1c6a52-5d9e-4a43-9c55-0d1f8f1d2b11",
+        vm_uuid="9f1c6a52-5d9e-4a43-9c55-0d1f8f1d2b11",
+        vcpus=1,
+        memory_bytes=64 * 2**20,
+        disks=(DiskSpec(target="vda", path="/pool/root.qcow2"),),
+        cdrom=cdrom,
+    )
+
+
+@pytest.mark.parametrize("cdrom", [None, "", "/store/iso/rescue.iso", "/store/a'b\"<&>]]>.iso"])
+def test_the_cdrom_drive_round_trips_through_the_domain_xml(cdrom: str | None) -> None:
+    xml = build_domain_xml(_spec(cdrom))
+    assert cdrom_of(xml) == cdrom  # None: no drive; "": empty; else the file, escaped
+    assert parse_domain_xml(xml) == _spec(cdrom)
+    assert [d.target for d in parse_domain_xml(xml).disks] == ["vda"]  # not a disk
+    assert ('dev="cdrom"' in xml) == bool(cdrom)  # boots from the ISO after the disk
+
+
+@pytest.mark.parametrize(
+    ("cdrom", "fragment"),
+    [("rescue.iso", "is not absolute"), ("/store/a\x01.iso", "has control characters")],
+)
+def test_a_bad_cdrom_file_is_refused(cdrom: str, fragment: str) -> None:
+    with pytest.raises(InvalidParameter, match=fragment) as info:
+        build_domain_xml(_spec(cdrom))
+    assert info.value.field == "cdrom"
