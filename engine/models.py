@@ -367,6 +367,8 @@ class VmState(StrEnum):
     STOPPED = "Stopped"
     STARTING = "Starting"
     RUNNING = "Running"
+    # Paused on its host (libvirt "paused"): it keeps its memory, so its host capacity too.
+    SUSPENDED = "Suspended"
     STOPPING = "Stopping"
     MIGRATING = "Migrating"
     DESTROYED = "Destroyed"

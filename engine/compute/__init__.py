@@ -20,11 +20,13 @@ Public API (services take a `Caller`; hypervisor work runs as jobs, see engine.j
 
 Modules: deploy.py (validate, steps, undo, recover), operations.py, cleanup.py (taking a
 VM's resources back, idempotently), domain.py (domain XML from the rows), states.py,
-templates.py (a template's file in a zone), queries.py, context.py (what a job gives a
+templates.py (a template's file in a zone), pause.py, isos.py, queries.py (also the
+volume choices and `console_target` the console uses), context.py (what a job gives a
 step, the test hooks), handlers.py (job registrations).
 """
 
 from engine.compute.deploy import DeployFailed, DeployRequest, deploy_vm
+from engine.compute.isos import attach_iso, detach_iso
 from engine.compute.operations import (
     change_offering,
     destroy_vm,
@@ -36,21 +38,26 @@ from engine.compute.operations import (
     start_vm,
     stop_vm,
 )
+from engine.compute.pause import resume_vm, suspend_vm
 from engine.compute.queries import VmLifecycleView, vm_lifecycle
 
 __all__ = [
     "DeployFailed",
     "DeployRequest",
     "VmLifecycleView",
+    "attach_iso",
     "change_offering",
     "deploy_vm",
     "destroy_vm",
+    "detach_iso",
     "expunge_due",
     "expunge_vm",
     "migrate_vm",
     "reboot_vm",
     "recover_vm",
+    "resume_vm",
     "start_vm",
     "stop_vm",
+    "suspend_vm",
     "vm_lifecycle",
 ]

@@ -5,8 +5,17 @@ from __future__ import annotations
 from sqlmodel import Session, col, select
 
 from engine.hosts.domain_xml import DiskSpec, DomainSpec, NicSpec, build_domain_xml
-from engine.models import GuestNetwork, Nic, StoragePool, VirtualMachine, Volume
-from engine.storage import disk_target
+from engine.models import (
+    GuestNetwork,
+    ImageStore,
+    Nic,
+    StoragePool,
+    TemplateState,
+    TemplateStoreRef,
+    VirtualMachine,
+    Volume,
+)
+from engine.storage import disk_target, stores
 
 # The bridge of networks without a VLAN/VXLAN id (Basic zones, untagged shared networks):
 # what `stratus init --all-in-one` creates.
@@ -32,6 +41,24 @@ def attached_volumes(session: Session, vm: VirtualMachine) -> list[tuple[Volume,
         .order_by(col(Volume.device_id), col(Volume.id))
     )
     return list(rows)
+
+
+def iso_file(session: Session, vm: VirtualMachine) -> str | None:
+    """The file of the VM's attached ISO on its zone's secondary storage (its Ready copy),
+    None when it has none. Attaching checked the copy; deleting an ISO in use is refused."""
+    if vm.iso_id is None:
+        return None
+    row = session.exec(
+        select(TemplateStoreRef, ImageStore)
+        .join(ImageStore, col(ImageStore.id) == TemplateStoreRef.store_id)
+        .where(
+            TemplateStoreRef.template_id == vm.iso_id,
+            ImageStore.zone_id == vm.zone_id,
+            TemplateStoreRef.state == TemplateState.READY,
+        )
+        .order_by(col(ImageStore.id))
+    ).first()
+    return str(stores.absolute(row[1], row[0].path)) if row is not None else None
 
 
 def domain_spec(session: Session, vm: VirtualMachine, domain_type: str) -> DomainSpec:
@@ -66,6 +93,8 @@ def domain_spec(session: Session, vm: VirtualMachine, domain_type: str) -> Domai
         nics=nics,
         domain_type=domain_type,
         vnc=False,
+        # Always a drive (empty without an ISO): media change live needs one at start.
+        cdrom=iso_file(session, vm) or "",
     )
 
 

@@ -60,13 +60,19 @@ S = VmState
 # job type → (states the VM may be in when the job runs, what the operation is called)
 OPERATIONS: dict[str, tuple[frozenset[str], str]] = {
     "StartVM": (frozenset({S.STOPPED}), "start"),
-    "StopVM": (frozenset({S.RUNNING}), "stop"),
+    # A suspended VM is stopped by forcing its domain off (a paused guest cannot shut down).
+    "StopVM": (frozenset({S.RUNNING, S.SUSPENDED}), "stop"),
     "RebootVM": (frozenset({S.RUNNING}), "reboot"),
     # Starting: only a VM whose DeployVM job was cancelled before it ran (no job of the
     # VM is queued or running when this is checked).
-    "DestroyVM": (frozenset({S.RUNNING, S.STOPPED, S.ERROR, S.STARTING}), "destroy"),
+    "DestroyVM": (frozenset({S.RUNNING, S.SUSPENDED, S.STOPPED, S.ERROR, S.STARTING}), "destroy"),
     "ExpungeVM": (frozenset({S.DESTROYED, S.ERROR}), "expunge"),
     "MigrateVM": (frozenset({S.RUNNING}), "migrate"),
+    "SuspendVM": (frozenset({S.RUNNING}), "suspend"),
+    "ResumeVM": (frozenset({S.SUSPENDED}), "resume"),
+    # engine.compute.isos
+    "AttachISO": (frozenset({S.RUNNING, S.SUSPENDED, S.STOPPED}), "attaching an ISO"),
+    "DetachISO": (frozenset({S.RUNNING, S.SUSPENDED, S.STOPPED}), "ejecting its ISO"),
 }
 
 STOP_TIMEOUT = 60.0  # seconds a graceful stop waits before forcing the domain off
@@ -387,8 +393,10 @@ def _finish_stop(ctx: StepContext, vm: VirtualMachine, host_id: int | None, how:
 def run_stop(ctx: StepContext) -> dict[str, Any]:
     vm = _vm(ctx)
     host_id = vm.host_id
-    _move(ctx, vm, S.RUNNING, S.STOPPING, "stop it")
-    forced = bool(ctx.params.get("forced"))
+    was_suspended = vm.state == S.SUSPENDED
+    _move(ctx, vm, (S.RUNNING, S.SUSPENDED), S.STOPPING, "stop it")
+    # A paused guest cannot answer the ACPI power button: its domain is forced off.
+    forced = bool(ctx.params.get("forced")) or was_suspended
     timeout = float(ctx.params.get("timeout") or STOP_TIMEOUT)
     try:
         if host_id is None:
@@ -425,7 +433,18 @@ def _settle_failed_stop(ctx: StepContext, vm: VirtualMachine, host_id: int | Non
     if power in (PowerState.POWER_OFF, PowerState.POWER_REPORT_MISSING):
         _finish_stop(ctx, vm, host_id, "found off after a failed stop")
     else:
-        _move(ctx, vm, S.STOPPING, S.RUNNING, "give up its stop")
+        _move(ctx, vm, S.STOPPING, _on_state(ctx, vm, host_id), "give up its stop")
+
+
+def _on_state(ctx: StepContext, vm: VirtualMachine, host_id: int | None) -> str:
+    """The state of a VM whose domain is on: Suspended when the domain is paused."""
+    if host_id is not None:
+        try:
+            if domains.domain_state(_connection(ctx, host_id), vm.instance_name) == "paused":
+                return S.SUSPENDED
+        except StratusError as exc:
+            log.warning("VM '%s': domain state unknown: %s", vm.name, exc)
+    return S.RUNNING
 
 
 def recover_stop(ctx: StepContext) -> str:
@@ -435,8 +454,9 @@ def recover_stop(ctx: StepContext) -> str:
     if host_id is not None:
         power = domains.power_state(_connection(ctx, host_id), vm.instance_name)
     if power == PowerState.POWER_ON:
-        _move(ctx, vm, S.STOPPING, S.RUNNING, "recover a dead stop")
-        return f"VM '{vm.name}' still runs: back to Running"
+        back = _on_state(ctx, vm, host_id)
+        _move(ctx, vm, S.STOPPING, back, "recover a dead stop")
+        return f"VM '{vm.name}' still runs: back to {back}"
     _finish_stop(ctx, vm, host_id, "found off after its job died")
     return f"VM '{vm.name}' was off: Stopped, capacity moved to reserved"
 
@@ -478,8 +498,8 @@ def run_destroy(ctx: StepContext) -> dict[str, Any]:
 
 def _destroy(ctx: StepContext, vm: VirtualMachine) -> None:
     host_id = vm.host_id or vm.last_host_id
-    if vm.state == S.RUNNING:
-        _move(ctx, vm, S.RUNNING, S.STOPPING, "destroy it")
+    if vm.state in (S.RUNNING, S.SUSPENDED):
+        _move(ctx, vm, (S.RUNNING, S.SUSPENDED), S.STOPPING, "destroy it")
         expected = S.STOPPING
     else:
         expected = S.STOPPED

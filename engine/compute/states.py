@@ -23,8 +23,10 @@ S = VmState
 # Stratus uses). Starting, Stopping, Migrating and Expunging belong to a live job.
 TRANSITIONS: dict[str, frozenset[str]] = {
     S.STARTING: frozenset({S.RUNNING, S.STOPPED, S.ERROR}),
-    S.RUNNING: frozenset({S.STOPPING, S.MIGRATING, S.STOPPED, S.RUNNING}),
-    S.STOPPING: frozenset({S.STOPPED, S.RUNNING, S.DESTROYED}),
+    S.RUNNING: frozenset({S.STOPPING, S.MIGRATING, S.STOPPED, S.RUNNING, S.SUSPENDED}),
+    # A suspended VM resumes, or is stopped / destroyed (its domain forced off).
+    S.SUSPENDED: frozenset({S.RUNNING, S.STOPPING, S.SUSPENDED}),
+    S.STOPPING: frozenset({S.STOPPED, S.RUNNING, S.SUSPENDED, S.DESTROYED}),
     S.STOPPED: frozenset({S.STARTING, S.DESTROYED, S.STOPPED}),
     S.MIGRATING: frozenset({S.RUNNING, S.STOPPED}),
     S.DESTROYED: frozenset({S.STOPPED, S.EXPUNGING}),

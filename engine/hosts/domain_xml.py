@@ -31,6 +31,8 @@ _CONTROL = re.compile("[\x00-\x1f\x7f]")
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _IFNAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 _TARGET = re.compile(r"^(vd|sd|hd)[a-z]{1,2}$")
+# The CD-ROM drive: IDE (the "pc" machine has it), so its media can change while running.
+CDROM_TARGET = "hdc"
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,9 @@ class DomainSpec:
     machine: str = "pc"
     serial_console: bool = True
     vnc: bool = True
+    # The CD-ROM drive: None = no drive, "" = an empty drive, else the ISO file inserted.
+    # A VM's domain always gets a drive, so an ISO can be inserted while it runs.
+    cdrom: str | None = None
 
 
 def _label(spec: DomainSpec) -> str:
@@ -171,6 +176,19 @@ def validate(spec: DomainSpec) -> None:
             raise InvalidParameter(
                 f"{label}: disk {disk.target} needs both a pool and a volume", field="disks"
             )
+    if spec.cdrom:
+        if _CONTROL.search(spec.cdrom) or _NOT_XML.search(spec.cdrom):
+            raise InvalidParameter(
+                f"{label}: CD-ROM file {spec.cdrom!r} has control characters", field="cdrom"
+            )
+        if not spec.cdrom.startswith("/"):
+            raise InvalidParameter(
+                f"{label}: CD-ROM file {spec.cdrom!r} is not absolute", field="cdrom"
+            )
+    if spec.cdrom is not None and CDROM_TARGET in targets:
+        raise InvalidParameter(
+            f"{label}: disk target {CDROM_TARGET} is the CD-ROM drive's", field="disks"
+        )
     for nic in spec.nics:
         if not _MAC.match(nic.mac):
             raise InvalidParameter(
@@ -210,6 +228,8 @@ def build_domain_xml(spec: DomainSpec) -> str:
     os_el = _sub(domain, "os")
     _sub(os_el, "type", "hvm", arch=spec.arch, machine=spec.machine)
     _sub(os_el, "boot", dev="hd")
+    if spec.cdrom:  # an inserted ISO boots when the disk does not
+        _sub(os_el, "boot", dev="cdrom")
     # ACPI: the power button a graceful shutdown presses, and PCI/SCSI hot-plug of disks.
     features = _sub(domain, "features")
     _sub(features, "acpi")
@@ -230,6 +250,8 @@ def build_domain_xml(spec: DomainSpec) -> str:
         _sub(el, "target", dev=disk.target, bus=bus)
         if disk.read_only:
             _sub(el, "readonly")
+    if spec.cdrom is not None:
+        devices.append(cdrom_element(spec.cdrom or None))
     for nic in spec.nics:
         el = _sub(devices, "interface", type="bridge")
         _sub(el, "mac", address=nic.mac)
@@ -247,6 +269,30 @@ def build_domain_xml(spec: DomainSpec) -> str:
         )
         _sub(graphics, "listen", type="address", address="127.0.0.1")
     return ET.tostring(domain, encoding="unicode")
+
+
+def cdrom_element(path: str | None) -> ET.Element:
+    """The CD-ROM drive with `path` inserted (None: empty), as a domain's device list and
+    libvirt's updateDeviceFlags take it."""
+    el = ET.Element("disk", type="file", device="cdrom")
+    _sub(el, "driver", name="qemu", type="raw")
+    if path:
+        _sub(el, "source", file=path)
+    _sub(el, "target", dev=CDROM_TARGET, bus="ide")
+    _sub(el, "readonly")
+    return el
+
+
+def cdrom_xml(path: str | None) -> str:
+    return ET.tostring(cdrom_element(path), encoding="unicode")
+
+
+def cdrom_of(xml: str) -> str | None:
+    """What a domain's CD-ROM drive holds: None without a drive, "" when empty."""
+    for el in ET.fromstring(xml).findall("devices/disk[@device='cdrom']"):
+        source = el.find("source")
+        return (source.get("file") or "") if source is not None else ""
+    return None
 
 
 def vm_uuid_of(xml: str) -> str | None:
@@ -269,6 +315,8 @@ def parse_domain_xml(xml: str) -> DomainSpec:
     scale = {"b": 1, "bytes": 1, "KiB": 1024, "MiB": 2**20, "GiB": 2**30}.get(unit, 1024)
     disks = []
     for el in root.findall("devices/disk"):
+        if el.get("device") == "cdrom":
+            continue  # read into `cdrom`
         source = el.find("source")
         driver = el.find("driver")
         target = el.find("target")
@@ -309,4 +357,5 @@ def parse_domain_xml(xml: str) -> DomainSpec:
         machine=os_type.get("machine", "") if os_type is not None else "",
         serial_console=root.find("devices/serial") is not None,
         vnc=root.find("devices/graphics[@type='vnc']") is not None,
+        cdrom=cdrom_of(xml),
     )

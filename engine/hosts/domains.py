@@ -19,7 +19,8 @@ from typing import Literal
 import libvirt
 
 from engine.errors import NotFound, StateConflict
-from engine.hosts.connections import HostConnection, libvirt_reason
+from engine.hosts.connections import HostConnection, is_simulated, libvirt_reason
+from engine.hosts.domain_xml import CDROM_TARGET, cdrom_element, cdrom_of, cdrom_xml
 from engine.hosts.errors import HostTimeout, HypervisorError
 from engine.models import PowerState
 
@@ -191,6 +192,53 @@ def resume_domain(hc: HostConnection, name: str) -> None:
     if state != "paused":
         raise StateConflict(f"{hc.label}: domain '{name}' is {state}, not paused; cannot resume")
     _on_domain(hc, name, "resume", lambda dom: dom.resume())
+
+
+CdromChange = Literal["live", "definition"]
+
+
+def change_cdrom(hc: HostConnection, name: str, path: str | None) -> CdromChange:
+    """Insert the ISO file `path` into the domain's CD-ROM drive (None: eject).
+
+    A running domain's media changes at once and in its definition (updateDeviceFlags,
+    live + config); a stopped one's definition only. A domain defined without a drive
+    cannot get one while it runs (IDE does not hot-plug): StateConflict says so. The test
+    driver has no updateDeviceFlags: there the persistent definition is rewritten, which
+    the simulated domain takes at its next start (returns "definition")."""
+
+    def change(dom: libvirt.virDomain) -> CdromChange:
+        active = bool(dom.isActive())
+        if cdrom_of(dom.XMLDesc(0)) is None:
+            raise StateConflict(
+                f"{hc.label}: domain '{name}' has no CD-ROM drive ({CDROM_TARGET}); it gets "
+                "one when the VM is next started",
+                field="vm",
+            )
+        flags = libvirt.VIR_DOMAIN_AFFECT_CONFIG
+        if active:
+            flags |= libvirt.VIR_DOMAIN_AFFECT_LIVE
+        try:
+            dom.updateDeviceFlags(cdrom_xml(path), flags)
+            return "live" if active else "definition"
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() != libvirt.VIR_ERR_NO_SUPPORT or not is_simulated(hc.uri):
+                raise
+        root = ET.fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+        devices = root.find("devices")
+        assert devices is not None
+        for old in devices.findall("disk[@device='cdrom']"):
+            devices.remove(old)
+        devices.append(cdrom_element(path))
+        dom.connect().defineXML(ET.tostring(root, encoding="unicode"))
+        return "definition"
+
+    return _on_domain(hc, name, "change the CD-ROM of", change)  # type: ignore[return-value]
+
+
+def domain_xml_of(hc: HostConnection, name: str, *, inactive: bool = False) -> str:
+    """The domain's XML as libvirt has it: live, or its persistent definition."""
+    flags = libvirt.VIR_DOMAIN_XML_INACTIVE if inactive else 0
+    return str(_on_domain(hc, name, "read the XML of", lambda dom: dom.XMLDesc(flags)))
 
 
 def _require_running(hc: HostConnection, name: str, what: str) -> None:

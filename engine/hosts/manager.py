@@ -71,6 +71,7 @@ _START_EVENTS = {
 # VMs that have a place on a host; the rest have no domain to look for.
 _PLACED_STATES = (
     VmState.RUNNING,
+    VmState.SUSPENDED,
     VmState.STARTING,
     VmState.STOPPING,
     VmState.STOPPED,
@@ -78,7 +79,11 @@ _PLACED_STATES = (
 )
 
 # The power state a VM in a stable state should have; transitional states belong to a job.
-_EXPECTED_POWER = {VmState.RUNNING: PowerState.POWER_ON, VmState.STOPPED: PowerState.POWER_OFF}
+_EXPECTED_POWER = {
+    VmState.RUNNING: PowerState.POWER_ON,
+    VmState.SUSPENDED: PowerState.POWER_ON,  # paused keeps its memory: libvirt says on
+    VmState.STOPPED: PowerState.POWER_OFF,
+}
 
 
 @dataclass(frozen=True)
@@ -495,8 +500,13 @@ class HostManager:
                 )
                 domains.define_domain(hc, build_domain_xml(spec))
                 restored.append(vm.instance_name)
-            if vm.state in (VmState.RUNNING, VmState.STARTING):
+            if vm.state in (VmState.RUNNING, VmState.STARTING, VmState.SUSPENDED):
                 domains.start_domain(hc, vm.instance_name)
+            if (
+                vm.state == VmState.SUSPENDED
+                and domains.domain_state(hc, vm.instance_name) != "paused"
+            ):
+                domains.suspend_domain(hc, vm.instance_name)
         return restored
 
     def _disks_of(self, vms: list[VirtualMachine]) -> dict[int, list[DiskSpec]]:

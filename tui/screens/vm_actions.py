@@ -11,6 +11,15 @@ progress the jobs panel (`j`) shows and whose outcome is a toast:
 - `m` migrate: the hosts of the VM's cluster, each with whether it fits and why not
   (`engine.vm_views.migration_targets`); Enter on a fitting host submits the migration.
 - `c` change offering (Stopped VMs): the active offerings, the current one marked.
+- `p` suspend (confirms: the guest freezes, keeping its memory and host capacity), `P`
+  resume.
+- `A` attach a data volume (the account's detached volumes in the VM's zone), `D` detach
+  one (its data volumes, then a confirmation). `a` and `d` stay the table's Add and Details.
+- `i` attach an ISO (the zone's Ready ISOs), `I` eject it (confirms).
+- `ctrl+o` the VM's serial console: the console hands the terminal to
+  `virsh -c <host uri> console <domain>` (App.suspend) and takes it back when virsh ends
+  (ctrl+] leaves it). A toast says why when the VM is not Running, virsh is missing, or the
+  terminal cannot be handed over (a web or test driver).
 - In the table, `space` marks rows; `s`, `t` and `T` then act on every marked VM after
   one confirmation that lists them all.
 
@@ -19,13 +28,15 @@ None of these keys exist in read-only mode (`check_action` hides and refuses the
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from rich.markup import escape
 from rich.text import Text
 from textual import on
-from textual.app import ComposeResult
+from textual.app import ComposeResult, SuspendNotSupported
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
@@ -33,10 +44,19 @@ from textual.widgets import Button, OptionList, Static
 from textual.widgets.option_list import Option
 
 from engine import compute, details, vm_views
+from engine.compute.isos import IsoChoice, iso_choices
+from engine.compute.queries import (
+    ConsoleTarget,
+    VolumeChoice,
+    attachable_volumes,
+    attached_data_volumes,
+    console_target,
+)
 from engine.context import Caller
 from engine.details import VmDetail
 from engine.job_views import JobView
-from engine.models import Job
+from engine.models import Job, VirtualMachine
+from engine.storage.volumes import attach_volume, detach_volume
 from engine.vm_views import MigrationTargets, OfferingChoice, VmSummary
 from tui.screens.jobs import JobWatching, announce
 from tui.screens.live import is_read_only
@@ -53,6 +73,14 @@ VM_BINDINGS = [
     Binding("ctrl+d", "destroy_vm", "Destroy", id="vm.destroy"),
     Binding("v", "recover_vm", "Recover", id="vm.recover"),
     Binding("X", "expunge_vm", "Expunge", id="vm.expunge"),
+    # Not in the footer (it is full): `?` lists them.
+    Binding("p", "suspend_vm", "Suspend", show=False, id="vm.suspend"),
+    Binding("P", "resume_vm", "Resume", show=False, id="vm.resume"),
+    Binding("A", "attach_volume", "Attach volume", show=False, id="vm.attach_volume"),
+    Binding("D", "detach_volume", "Detach volume", show=False, id="vm.detach_volume"),
+    Binding("i", "attach_iso", "Attach ISO", show=False, id="vm.attach_iso"),
+    Binding("I", "eject_iso", "Eject ISO", show=False, id="vm.eject_iso"),
+    Binding("ctrl+o", "vm_console", "Console (virsh)", show=False, id="vm.console"),
 ]
 VM_ACTIONS = {
     "start_vm",
@@ -65,6 +93,13 @@ VM_ACTIONS = {
     "recover_vm",
     "expunge_vm",
     "mark_vm",
+    "suspend_vm",
+    "resume_vm",
+    "attach_volume",
+    "detach_volume",
+    "attach_iso",
+    "eject_iso",
+    "vm_console",
 }
 BULK_ACTIONS = {"start_vm", "stop_vm", "force_stop_vm"}
 
@@ -341,6 +376,165 @@ class VmActions(JobWatching):
 
         screen.app.push_screen(OfferingDialog(caller, uuid), chosen)
 
+    # --- suspend, resume ------------------------------------------------------------------------
+
+    def action_suspend_vm(self) -> None:
+        if self._needs_one("Suspend") is None:
+            return
+
+        def go(summaries: list[VmSummary]) -> None:
+            self._confirm_then(
+                summaries,
+                title=f"Suspend {self._how_many(summaries)}?",
+                action="Suspend",
+                warning="The guest is frozen until it is resumed (P); it keeps its memory "
+                "and its host's capacity.",
+                submit=compute.suspend_vm,
+                what="Suspend",
+            )
+
+        self._with_summaries(go)
+
+    def action_resume_vm(self) -> None:
+        if self._needs_one("Resume") is None:
+            return
+
+        def go(summaries: list[VmSummary]) -> None:
+            caller = self.caller
+            uuid = summaries[0].uuid  # resuming stops nothing: no dialog
+            self._submit([(summaries[0].name, lambda: compute.resume_vm(caller, uuid))], "Resume")
+
+        self._with_summaries(go)
+
+    # --- volumes and ISOs ------------------------------------------------------------------------
+
+    def action_attach_volume(self) -> None:
+        uuid = self._needs_one("Attach volume")
+        if uuid is None:
+            return
+        screen: Any = self
+        caller = self.caller
+
+        def chosen(choice: tuple[str, str, str] | None) -> None:
+            if choice is not None:
+                volume_uuid, volume_name, vm_name = choice
+                self._submit(
+                    [(vm_name, lambda: attach_volume(caller, volume_uuid, uuid))],
+                    f"Attach volume {volume_name} to",
+                )
+
+        screen.app.push_screen(VolumeDialog(caller, uuid, attach=True), chosen)
+
+    def action_detach_volume(self) -> None:
+        uuid = self._needs_one("Detach volume")
+        if uuid is None:
+            return
+        screen: Any = self
+        caller = self.caller
+
+        def chosen(choice: tuple[str, str, str] | None) -> None:
+            if choice is None:
+                return
+            volume_uuid, line, vm_name = choice
+            confirmation = Confirmation(
+                title=f"Detach a volume from VM {vm_name}?",
+                action="Detach",
+                affected=[f"volume {line}", f"VM {vm_name} loses this disk"],
+                warning="The guest loses the disk at once: unmount it in the guest first.",
+            )
+            submit = [(vm_name, lambda: detach_volume(caller, volume_uuid))]
+            screen.app.push_screen(
+                ConfirmDialog(confirmation),
+                lambda yes: self._submit(submit, "Detach a volume from") if yes else None,
+            )
+
+        screen.app.push_screen(VolumeDialog(caller, uuid, attach=False), chosen)
+
+    def action_attach_iso(self) -> None:
+        uuid = self._needs_one("Attach ISO")
+        if uuid is None:
+            return
+        screen: Any = self
+        caller = self.caller
+
+        def chosen(choice: tuple[str, str, str] | None) -> None:
+            if choice is not None:
+                iso_uuid, iso_name, vm_name = choice
+                self._submit(
+                    [(vm_name, lambda: compute.attach_iso(caller, uuid, iso_uuid))],
+                    f"Attach ISO {iso_name} to",
+                )
+
+        screen.app.push_screen(IsoDialog(caller, uuid), chosen)
+
+    def action_eject_iso(self) -> None:
+        uuid = self._needs_one("Eject ISO")
+        if uuid is None:
+            return
+        screen: Any = self
+        caller = self.caller
+
+        def go(found: tuple[VirtualMachine, str | None, list[IsoChoice]]) -> None:
+            vm, current, _choices = found
+            if current is None:
+                screen.notify(escape(f"VM {vm.name} has no ISO attached"), severity="warning")
+                return
+            confirmation = Confirmation(
+                title=f"Eject ISO {current} from VM {vm.name}?",
+                action="Eject",
+                affected=[f"ISO {current} in the CD-ROM drive of VM {vm.name} ({vm.state})"],
+                warning="A guest reading from the disc loses it at once."
+                if vm.state != "Stopped"
+                else "",
+            )
+            submit = [(vm.name, lambda: compute.detach_iso(caller, uuid))]
+            screen.app.push_screen(
+                ConfirmDialog(confirmation),
+                lambda yes: self._submit(submit, f"Eject ISO {current} from") if yes else None,
+            )
+
+        self.run_then(lambda: iso_choices(caller, uuid), go, what="Eject ISO")
+
+    # --- console ---------------------------------------------------------------------------------
+
+    def action_vm_console(self) -> None:
+        uuid = self._needs_one("Console")
+        if uuid is None:
+            return
+        caller = self.caller
+        self.run_then(lambda: console_target(caller, uuid), self.open_console, what="Console")
+
+    def open_console(self, target: ConsoleTarget) -> None:
+        """Hand the terminal to `virsh console` and take it back when virsh ends."""
+        screen: Any = self
+        virsh = shutil.which("virsh")
+        command = target.command(virsh or "virsh")
+        shown = " ".join(command)
+        if virsh is None:
+            screen.notify(
+                escape(f"virsh is not installed here: cannot open the console ({shown})"),
+                title="Console",
+                severity="error",
+            )
+            return
+        try:
+            with screen.app.suspend():
+                print(f"VM {target.vm}: {shown}  (ctrl+] comes back to Stratus)", flush=True)
+                # The terminal is virsh's until it ends: blocking here is the point.
+                code = subprocess.run(command, check=False).returncode
+        except SuspendNotSupported:
+            screen.notify(
+                escape(f"this console cannot hand over its terminal; run: {shown}"),
+                title="Console",
+                severity="warning",
+            )
+            return
+        screen.notify(
+            escape(f"console of VM {target.vm} closed" + (f" (virsh exit {code})" if code else "")),
+            title="Console",
+            severity="error" if code else "information",
+        )
+
 
 # --- dialogs ---------------------------------------------------------------------------------
 
@@ -502,6 +696,78 @@ class OfferingDialog(ChoiceDialog):
         for choice in choices:
             if choice.uuid == event.option.id and not choice.current:
                 self.dismiss((choice.uuid, choice.name))
+
+
+class VolumeDialog(ChoiceDialog):
+    """Attach: the account's detached volumes in the VM's zone; detach: the VM's data
+    volumes. Dismisses with (volume uuid, its line, VM name) or None."""
+
+    def __init__(self, caller: Caller, vm_uuid: str, *, attach: bool) -> None:
+        super().__init__(caller, vm_uuid)
+        self.attach = attach
+
+    def fetch(self) -> tuple[VirtualMachine, list[VolumeChoice]]:
+        if self.attach:
+            return attachable_volumes(self.caller, self.vm_uuid)
+        return attached_data_volumes(self.caller, self.vm_uuid)
+
+    def fill(
+        self, data: tuple[VirtualMachine, list[VolumeChoice]]
+    ) -> tuple[str, list[Option], str]:
+        vm, choices = data
+        options = [Option(Text(c.line), id=c.uuid) for c in choices]
+        if self.attach:
+            title = f"Attach a volume to VM {vm.name} ({vm.state})"
+            note = (
+                "Enter attaches the highlighted volume (live when the VM runs)"
+                if choices
+                else "No detached volume of its account in its zone: create one first"
+            )
+        else:
+            title = f"Detach a volume from VM {vm.name} ({vm.state})"
+            note = (
+                "Enter asks to confirm the detach of the highlighted volume"
+                if choices
+                else f"VM {vm.name} has no data volume (the root volume stays)"
+            )
+        return title, options, note
+
+    @on(OptionList.OptionSelected, "#choice-list")
+    def _picked(self, event: OptionList.OptionSelected) -> None:
+        vm, choices = self.data
+        for choice in choices:
+            if choice.uuid == event.option.id:
+                shown = choice.name if self.attach else choice.line
+                self.dismiss((choice.uuid, shown, vm.name))
+
+
+class IsoDialog(ChoiceDialog):
+    """The ISOs Ready in the VM's zone it may take; dismisses with (ISO uuid, name, VM name)
+    or None. With an ISO already in the drive, none can be chosen (eject it first)."""
+
+    def fetch(self) -> tuple[VirtualMachine, str | None, list[IsoChoice]]:
+        return iso_choices(self.caller, self.vm_uuid)
+
+    def fill(
+        self, data: tuple[VirtualMachine, str | None, list[IsoChoice]]
+    ) -> tuple[str, list[Option], str]:
+        vm, current, choices = data
+        title = f"Attach an ISO to VM {vm.name} ({vm.state})"
+        options = [Option(Text(c.line), id=c.uuid, disabled=current is not None) for c in choices]
+        if current is not None:
+            note = f"ISO {current} is in its drive: eject it first (I)"
+        elif choices:
+            note = "Enter inserts the highlighted ISO (live when the VM runs)"
+        else:
+            note = "No ISO is Ready in the VM's zone: register or copy one there first"
+        return title, options, note
+
+    @on(OptionList.OptionSelected, "#choice-list")
+    def _picked(self, event: OptionList.OptionSelected) -> None:
+        vm, current, choices = self.data
+        for choice in choices:
+            if choice.uuid == event.option.id and current is None:
+                self.dismiss((choice.uuid, choice.name, vm.name))
 
 
 # --- the VMs table ---------------------------------------------------------------------------
