@@ -310,3 +310,30 @@ def test_a_drain_that_died_mid_migration_lets_compute_recover_the_vm(world, mana
     after = vm_by_name(cloud, "web1")
     assert after.state == VmState.RUNNING and after.host_id == h0.id
     assert host_named(cloud, "h0").resource_state == "ErrorInMaintenance"
+
+
+def test_a_suspended_vm_is_stopped_by_the_drain_not_left_on_the_host(
+    world, manager, runner, live_migration
+) -> None:
+    from engine.compute.pause import suspend_vm
+
+    cloud = world.cloud
+    web1 = deploy_on(world, runner, "web1", "h0")
+    paused = deploy_on(world, runner, "paused", "h0")
+    runner.wait(suspend_vm(cloud.admin, paused.uuid).uuid, raise_on_failure=True)
+    assert vm_by_name(cloud, "paused").state == VmState.SUSPENDED
+
+    plan = maintenance_plan(cloud.admin, "h0")
+    assert [(f.vm, f.action) for f in plan.fates] == [("paused", "stop"), ("web1", "migrate")]
+    assert "VM paused: stop (suspended: a paused VM is stopped, not live-migrated)" in plan.lines
+
+    done = runner.wait(prepare_host_for_maintenance(cloud.admin, "h0").uuid, raise_on_failure=True)
+    assert "1 migrated, 1 stopped" in (done.progress_message or "")
+    assert host_named(cloud, "h0").resource_state == "Maintenance"
+    after = vm_by_name(cloud, "paused")
+    assert after.state == VmState.STOPPED and after.host_id is None
+    assert vm_by_name(cloud, "web1").host_id == host_named(cloud, "h1").id
+    assert live_migration == [web1.instance_name]
+    # Switched off where it was paused (a stopped VM's domain stays defined there).
+    h0 = manager.for_host(host_named(cloud, "h0"))
+    assert domains.domain_state(h0, after.instance_name) == "shutoff"

@@ -64,6 +64,11 @@ S = VmState
 PREPARABLE = (RS.ENABLED, RS.DISABLED, RS.ERROR_IN_MAINTENANCE)
 IN_MAINTENANCE = (RS.PREPARE_FOR_MAINTENANCE, RS.MAINTENANCE, RS.ERROR_IN_MAINTENANCE)
 
+# The VMs a drain moves off the host: running ones are live-migrated (or stopped when no
+# host fits); a suspended one is stopped, its paused memory is not carried along.
+DRAINED = (S.RUNNING, S.SUSPENDED)
+SUSPENDED_REASON = "suspended: a paused VM is stopped, not live-migrated"
+
 # How long the drain waits for a VM that turned transitional (a job of it started after
 # the plan was made) before it gives up on the host.
 BUSY_WAIT_SECONDS = 300.0
@@ -91,6 +96,8 @@ class VmFate:
     def line(self) -> str:
         if self.action == "migrate":
             return f"VM {self.vm}: live-migrate to host {self.target}"
+        if self.action == "stop" and self.state == S.SUSPENDED:
+            return f"VM {self.vm}: stop ({self.reason})"
         if self.action == "stop":
             return f"VM {self.vm}: stop (no host fits: {self.reason})"
         if self.action == "wait":
@@ -221,6 +228,9 @@ def maintenance_plan(caller: Caller, host_ref: str) -> MaintenancePlan:
                 )
             else:
                 fates.append(VmFate(vm.uuid, vm.name, vm.state, "stop", reason=why))
+        elif vm.state == S.SUSPENDED:
+            # Its domain is paused on this host: it is switched off, not carried along.
+            fates.append(VmFate(vm.uuid, vm.name, vm.state, "stop", reason=SUSPENDED_REASON))
         else:
             fates.append(
                 VmFate(vm.uuid, vm.name, vm.state, "none", reason="not running: left as it is")
@@ -426,7 +436,7 @@ def _drain(ctx: JobContext) -> dict[str, Any]:
             return {"host": host.name, "migrated": moved, "stopped": stopped, "cancelled": True}
         with ctx.db.read() as session:
             vms = vms_on_host(session, host)
-        todo = [vm for vm in vms if vm.state == S.RUNNING and vm.uuid not in handled]
+        todo = [vm for vm in vms if vm.state in DRAINED and vm.uuid not in handled]
         busy = [vm for vm in vms if vm.state in TRANSITIONAL]
         if not todo:
             if not busy:
@@ -509,8 +519,8 @@ def _drain_one(
     """Migrate `vm` (to its planned target if that still fits, else wherever placement
     says) or, when no host fits, stop it. Returns what happened."""
     target = _still_fits(ctx.caller, vm, host, planned) if planned else None
-    reason = ""
-    if target is None:
+    reason = SUSPENDED_REASON if vm.state == S.SUSPENDED else ""
+    if target is None and not reason:
         target, reason = _choose_target(ctx.caller, vm, host)
     if target is not None:
         label = f"VM {vm.name} → {target.name}"
@@ -520,10 +530,12 @@ def _drain_one(
         return f"migrated to {target.name}"
     label = f"VM {vm.name} (stop)"
     ctx.record_step("vm", vm=vm.uuid, name=vm.name, action="stop", reason=reason)
-    ctx.progress(span[0], f"{label}: no host fits ({reason})")
+    ctx.progress(
+        span[0], f"{label}: {reason if vm.state == S.SUSPENDED else f'no host fits ({reason})'}"
+    )
     params = {"forced": False, "timeout": stop_timeout}
     operations.run_stop(_VmScope(ctx, vm, params, span, label))  # type: ignore[arg-type]
-    return "stopped (no host fits)"
+    return "stopped (suspended)" if vm.state == S.SUSPENDED else "stopped (no host fits)"
 
 
 def recover_drain(ctx: JobContext) -> str:
