@@ -560,6 +560,7 @@ class VmDetail:
     # An empty list is a VM without NICs (None: no address information, "n/a").
     nics: list[NicLine] | None
     created: datetime | None = None
+    iso: str | None = None  # the ISO in the VM's CD-ROM drive
 
 
 def vm_detail(caller: Caller, vm_ref: str, *, events: int = EVENTS) -> VmDetail:
@@ -597,5 +598,6 @@ def vm_detail(caller: Caller, vm_ref: str, *, events: int = EVENTS) -> VmDetail:
             events=recent,
             nics=None,
             created=vm.created,
+            iso=_name(session, Template, vm.iso_id),
         )
     return VmDetail(**{**detail.__dict__, "nics": vm_nics(caller, vm.uuid)})

@@ -146,6 +146,10 @@ def test_attach_and_eject_an_iso_from_the_vm_table(cloud: Cloud, tmp_path: Path)
         await pilot.press("enter")
         await wait_for(pilot, lambda: vm_by_name(cloud, "web").iso_id == iso.id, "attached")
         await wait_for(pilot, lambda: any("AttachISO" in t for t in toasts(app)), "toast")
+        await pilot.press("d")  # the VM's detail says which ISO is in its drive
+        await wait_for(pilot, lambda: "ISO                   rescue" in screen_text(app), "ISO")
+        await pilot.press("escape")
+        await settle(app, pilot)
 
         await pilot.press("i")  # one at a time: nothing can be chosen now
         text = await choices_loaded(app, pilot, IsoDialog)

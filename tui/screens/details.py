@@ -658,6 +658,7 @@ class VmDetailScreen(VmActions, DetailScreen):
                     f"{vm.cpu_count} x {vm.cpu_mhz} MHz · {human_bytes(vm.memory_bytes)}",
                 ),
                 ("Template", data.template),
+                ("ISO", data.iso or "none"),
                 ("Account", data.account),
                 ("HA", "enabled" if vm.ha_enabled else "off"),
                 ("Created", hhmmss(vm.created) + " UTC" if vm.created else None),
