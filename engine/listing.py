@@ -374,7 +374,11 @@ def _views() -> dict[str, View]:
                 (vm_of, vm_of.id == Volume.vm_id),
                 (pool_of, pool_of.id == Volume.pool_id),
             ),
-            scopes={"zone": Scope(Zone, Volume.zone_id), "vm": Scope(VirtualMachine, Volume.vm_id)},
+            scopes={
+                "zone": Scope(Zone, Volume.zone_id),
+                "vm": Scope(VirtualMachine, Volume.vm_id),
+                "pool": Scope(StoragePool, Volume.pool_id),  # a pool's detail: its volumes
+            },
             where=(Volume.removed.is_(None),),  # type: ignore[union-attr]
         ),
         View(
