@@ -19,7 +19,7 @@ from ops_support import affected, confirm_enabled, runner_started, wait_for
 from screens_support import ScreenApp, screen_text
 from sqlmodel import col, select
 from textual.pilot import Pilot
-from textual.widgets import Input, OptionList, Select, Static
+from textual.widgets import Button, Input, OptionList, Select, Static
 
 from engine import topology
 from engine.bootstrap import Cloud
@@ -119,6 +119,12 @@ async def cancel_by_enter(pilot: Pilot, app: StratusApp) -> None:
     assert not isinstance(app.screen, ConfirmDialog)
 
 
+async def confirm(pilot: Pilot, app: StratusApp) -> None:
+    """Press the dialog's confirm button (toasts may cover it from a mouse click)."""
+    app.screen.query_one("#confirm", Button).press()
+    await pilot.pause()
+
+
 # --- volumes -------------------------------------------------------------------------------
 
 
@@ -134,7 +140,9 @@ def test_a_volume_created_attached_resized_detached_and_deleted(site: Site) -> N
         # Create: a refused size shows next to the field and writes nothing.
         await pilot.press("n")
         form = await on_screen(pilot, app, CreateVolumeForm, "the create form")
-        assert not form.query_one("#input-size").parent.display  # fixed offering first
+        form.query_one("#input-offering", Select).value = "small"
+        await pilot.pause()
+        assert not form.query_one("#input-size").parent.display  # a fixed size: no input
         form.query_one("#input-offering", Select).value = "custom"
         await pilot.pause()
         assert form.query_one("#input-size").parent.display
@@ -196,7 +204,7 @@ def test_a_volume_created_attached_resized_detached_and_deleted(site: Site) -> N
         assert not jobs_of(cloud, "DetachVolume")
         await pilot.press("d")
         await on_screen(pilot, app, ConfirmDialog, "the detach dialog")
-        await pilot.click("#confirm")
+        await confirm(pilot, app)
         await wait_for(
             pilot, lambda: volume_named(cloud, "data-1").vm_id is None, "detached", seconds=60
         )
@@ -267,7 +275,7 @@ def test_snapshot_created_reverted_and_deleted(site: Site) -> None:
         assert not jobs_of(cloud, "RevertSnapshot")
         await pilot.press("R")
         await on_screen(pilot, app, ConfirmDialog, "the revert dialog")
-        await pilot.click("#confirm")
+        await confirm(pilot, app)
         await wait_for(
             pilot,
             lambda: [j.state for j in jobs_of(cloud, "RevertSnapshot")] == ["Succeeded"],

@@ -134,16 +134,16 @@ class ResizeVolumeForm(FormScreen):
     SIZE = FormField("size", "New size (GiB)", "larger than now", aliases=("size_bytes",))
     FIELDS = [
         SIZE,
-        FormField("offering", "Or disk offering", "a larger fixed-size offering", "optional"),
+        FormField("offering", "Or disk offering", "optional: a larger fixed-size offering"),
     ]
 
     def __init__(self, caller: Caller, volume_uuid: str, name: str, size: str, **options: Any):
         super().__init__(caller, None, **options)
-        self.volume_uuid, self.volume_name, self.size = volume_uuid, name, size
+        self.volume_uuid, self.volume_name, self.current_size = volume_uuid, name, size
         self.result: Any = None
 
     def title_text(self) -> str:
-        return f"Resize volume {self.volume_name} (now {self.size}; it can only grow)"
+        return f"Resize volume {self.volume_name} (now {self.current_size}; it can only grow)"
 
     def submit(self, values: dict[str, str]) -> str:
         offering = values["offering"].strip() or None
