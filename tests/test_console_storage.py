@@ -173,8 +173,10 @@ def test_a_volume_created_attached_resized_detached_and_deleted(site: Site) -> N
         assert isinstance(screen, VolumesScreen)
         await wait_for(pilot, lambda: "Succeeded" in screen.progress_text(), "the job line")
         assert "AttachVolume" in screen.progress_text() or "data-1" in screen.progress_text()
-        assert volume_named(cloud, "data-1").state == VolumeState.READY
-        assert site.pool_row().allocated_bytes == 2 * GIB
+        attached = volume_named(cloud, "data-1")
+        assert attached.state == VolumeState.READY and attached.path
+        file = Path(site.pool.path) / attached.path
+        assert file.is_file() and site.pool_row().allocated_bytes == 2 * GIB
 
         # Resize: shrinking is refused by the engine next to the field; growing is a job.
         await to_row(app, pilot, "data-1")
@@ -230,7 +232,7 @@ def test_a_volume_created_attached_resized_detached_and_deleted(site: Site) -> N
             seconds=60,
         )
         await wait_for(pilot, lambda: site.pool_row().allocated_bytes == 0, "space given back")
-        assert not any(p.name.startswith(created.uuid) for p in Path(site.pool.path).iterdir())
+        assert not file.exists()
 
     run_console(cloud, scenario)
 
