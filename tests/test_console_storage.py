@@ -41,8 +41,17 @@ from tests.storage_site import Site, site_fixture  # noqa: F401
 from tui.app import StratusApp
 from tui.screens.jobs import JobsScreen
 from tui.screens.storage_common import StorageScreen
-from tui.screens.storage_snapshots import PickVolumeDialog, SnapshotsScreen
-from tui.screens.storage_templates import CopyDialog, TemplatesScreen
+from tui.screens.storage_snapshots import (
+    PickVolumeDialog,
+    SnapshotsScreen,
+    TemplateFromSnapshotForm,
+)
+from tui.screens.storage_templates import (
+    CopiesDialog,
+    CopyDialog,
+    RegisterTemplateForm,
+    TemplatesScreen,
+)
 from tui.screens.storage_volumes import (
     AttachDialog,
     CreateVolumeForm,
@@ -193,6 +202,17 @@ def test_a_volume_created_attached_resized_detached_and_deleted(site: Site) -> N
         )
         await wait_for(pilot, lambda: site.pool_row().allocated_bytes == 3 * GIB, "claimed")
 
+        # :pools shows the claim; Enter on a pool lists the volumes on it.
+        await go(app, pilot, "pools")
+        pools = app.screen
+        assert pools.cell_at(0, "name") == "primary"
+        assert pools.cell_at(0, "allocated") == "3.0 GiB"
+        assert "/ 100.0 GiB" in pools.cell_at(0, "used")
+        await pilot.press("enter")
+        on_pool = await on_screen(pilot, app, VolumesScreen, "the pool's volumes")
+        assert on_pool.scope == {"pool": site.pool.uuid}
+        assert [row.cells[0] for row in on_pool.rows] == [f"ROOT-{vm.id}", "data-1"]
+
         # Detach: Enter on the dialog cancels; confirming detaches.
         await to_row(app, pilot, "data-1")
         await pilot.press("d")
@@ -285,6 +305,22 @@ def test_snapshot_created_reverted_and_deleted(site: Site) -> None:
             seconds=60,
         )
         assert volume_named(cloud, root.name).state == VolumeState.READY
+
+        # A template made from the snapshot: a CreateTemplate job.
+        await to_row(app, pilot, snapshot.name)
+        await pilot.press("T")
+        form = await on_screen(pilot, app, TemplateFromSnapshotForm, "the template form")
+        form.query_one("#input-name", Input).value = "golden"
+        await pilot.press("ctrl+s")
+        await wait_for(
+            pilot,
+            lambda: [j.state for j in jobs_of(cloud, "CreateTemplate")] == ["Succeeded"],
+            "the template",
+            seconds=60,
+        )
+        with cloud.db.read() as session:
+            made = session.exec(select(Template).where(Template.name == "golden")).one()
+        assert made.state == "Ready"
 
         # Delete: the name typed.
         await to_row(app, pilot, snapshot.name)
@@ -472,6 +508,49 @@ def _add_vm_using(cloud: Cloud, template: Template, name: str) -> None:
                 power_state="PowerOff",
             )
         )
+
+
+def test_a_template_registered_from_a_file_and_its_copies_shown(
+    zones: Zones, tmp_path: Path
+) -> None:
+    cloud = zones.cloud
+    image = tmp_path / "second.raw"
+    image.write_bytes(os.urandom(2 * MIB))
+
+    def names() -> list[str]:
+        with cloud.db.read() as session:
+            return sorted(session.exec(select(Template.name)).all())
+
+    async def scenario(app: StratusApp, pilot: Pilot) -> None:
+        await runner_started(app, pilot)
+        await go(app, pilot, "templates")
+        screen = app.screen
+        assert isinstance(screen, TemplatesScreen)
+        await pilot.press("n")
+        form = await on_screen(pilot, app, RegisterTemplateForm, "the register form")
+        form.query_one("#input-name", Input).value = "second"
+        form.query_one("#input-format", Select).value = "RAW"
+        form.query_one("#input-path", Input).value = str(tmp_path / "missing.raw")
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: "no such file" in field_error(app, "path"), "refusal")
+        assert names() == ["tiny"] and not jobs_of(cloud, "RegisterTemplate")
+        form.query_one("#input-path", Input).value = str(image)
+        await pilot.press("ctrl+s")
+        await wait_for(
+            pilot,
+            lambda: [j.state for j in jobs_of(cloud, "RegisterTemplate")] == ["Succeeded"],
+            "the registration",
+            seconds=60,
+        )
+        await wait_for(pilot, lambda: "Succeeded" in screen.progress_text(), "the job line")
+        assert names() == ["second", "tiny"]
+        await to_row(app, pilot, "second")
+        await pilot.press("enter")
+        copies = await choice_loaded(pilot, app, CopiesDialog)
+        listed = [str(o.prompt) for o in copies.query_one("#choice-list", OptionList).options]
+        assert listed == ["zone z1: image store z1-sec, Ready, 2.0 MiB"]
+
+    run_console(cloud, scenario)
 
 
 # --- read-only, and a snapshot of the copy dialog ------------------------------------------

@@ -88,11 +88,10 @@ class TemplateFromSnapshotForm(FormScreen):
         return f"Make a template from snapshot {self.snapshot_name}"
 
     def submit(self, values: dict[str, str]) -> str:
+        os_type = values["os_type"].strip()
+        options = {"os_type": os_type} if os_type else {}  # empty: the engine's default
         self.job = snapshots.create_template_from(
-            self.caller,
-            values["name"],
-            snapshot=self.snapshot_uuid,
-            os_type=values["os_type"].strip() or None,
+            self.caller, values["name"], snapshot=self.snapshot_uuid, **options
         )
         return str(self.job.uuid)
 
