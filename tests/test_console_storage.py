@@ -332,6 +332,18 @@ def test_snapshot_created_reverted_and_deleted(site: Site) -> None:
         await wait_for(pilot, lambda: live_snapshots(cloud) == [], "deleted", seconds=60)
         await wait_for(pilot, lambda: not screen.rows, "the row gone")
 
+        # `S` on :vols snapshots the volume under the cursor.
+        await go(app, pilot, "vols")
+        await to_row(app, pilot, root.name)
+        await pilot.press("S")
+        await wait_for(
+            pilot,
+            lambda: [s.state for s in live_snapshots(cloud)] == ["BackedUp"],
+            "the snapshot from :vols",
+            seconds=60,
+        )
+        assert live_snapshots(cloud)[0].volume_id == root.id
+
     run_console(cloud, scenario)
 
 
