@@ -21,7 +21,7 @@ from sqlmodel import col, select
 from textual.pilot import Pilot
 from textual.widgets import Button, Input, OptionList, Select, Static
 
-from engine import topology
+from engine import offerings, topology
 from engine.bootstrap import Cloud
 from engine.models import (
     ImageStore,
@@ -33,7 +33,7 @@ from engine.models import (
     Volume,
     VolumeState,
 )
-from engine.storage import templates
+from engine.storage import templates, volumes
 from engine.storage.templates import register_template
 from tests.conftest import missing_part
 from tests.helpers import GIB, MIB, make_zone
@@ -569,6 +569,10 @@ def test_a_template_registered_from_a_file_and_its_copies_shown(
 
 
 def test_read_only_shows_no_storage_action(zones: Zones) -> None:
+    admin = zones.cloud.admin
+    offerings.create_disk_offering(admin, "small", disk_size_bytes=GIB)
+    volumes.create_volume(admin, "data-1", zone="z1", disk_offering="small")  # a row to act on
+
     async def scenario(app: StratusApp, pilot: Pilot) -> None:
         for view, keys in (
             ("templates", ("register_template", "copy_template", "delete_template")),
@@ -576,6 +580,7 @@ def test_read_only_shows_no_storage_action(zones: Zones) -> None:
             ("snapshots", ("create_snapshot", "revert_snapshot", "delete_snapshot")),
         ):
             await go(app, pilot, view)
+            assert view == "snapshots" or app.screen.cursor_row is not None
             shown = {b.binding.action for b in app.active_bindings.values() if b.enabled}
             assert not shown & set(keys), view
         await go(app, pilot, "templates")
