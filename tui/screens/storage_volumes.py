@@ -307,11 +307,13 @@ class VolumesScreen(StorageScreen):
         def done(uuid: str | None) -> None:
             if not uuid:
                 return
-            result = form.result
-            self.follow(lambda: result, f"Resize volume {cells['name']}", at_once=(
-                f"volume {cells['name']} is now {human_bytes(getattr(result, 'size_bytes', 0))}"
-                " (it has no file yet)"
-            ))  # fmt: skip
+            result = form.result  # a ResizeVolume job, or the Volume grown at once
+            grown = human_bytes(getattr(result, "size_bytes", 0))
+            self.follow(
+                lambda: result,
+                f"Resize volume {cells['name']}",
+                at_once=f"volume {cells['name']} is now {grown} (it has no file yet)",
+            )
 
         self.app.push_screen(form, done)
 
