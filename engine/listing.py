@@ -46,6 +46,7 @@ from engine.models import (
     PodManagementAddress,
     PublicIpAddress,
     PublicIpRange,
+    Snapshot,
     StoragePool,
     Template,
     VirtualMachine,
@@ -181,6 +182,7 @@ def _views() -> dict[str, View]:
     vm_of = aliased(VirtualMachine)
     pool_of = aliased(StoragePool)
     account_of = aliased(Account)
+    volume_of = aliased(Volume)
     range_of = aliased(PublicIpRange)
 
     # A network's guest addresses and how many are taken: two counts per shown row over
@@ -420,7 +422,11 @@ def _views() -> dict[str, View]:
                 (vm_of, vm_of.id == Volume.vm_id),
                 (pool_of, pool_of.id == Volume.pool_id),
             ),
-            scopes={"zone": Scope(Zone, Volume.zone_id), "vm": Scope(VirtualMachine, Volume.vm_id)},
+            scopes={
+                "zone": Scope(Zone, Volume.zone_id),
+                "vm": Scope(VirtualMachine, Volume.vm_id),
+                "pool": Scope(StoragePool, Volume.pool_id),  # a pool's detail: its volumes
+            },
             where=(Volume.removed.is_(None),),  # type: ignore[union-attr]
         ),
         View(
@@ -691,6 +697,36 @@ def _views() -> dict[str, View]:
             search=(Template.name, Template.state, Template.os_type, Template.format),
             default_sort="name",
             where=(Template.removed.is_(None),),  # type: ignore[union-attr]
+        ),
+        View(
+            name="snapshots",
+            title="Snapshots",
+            singular="snapshot",
+            aliases=("snapshot", "snap", "snaps"),
+            model=Snapshot,
+            key=Snapshot.uuid,
+            tiebreak=Snapshot.id,
+            columns=(
+                Column("name", "Name", (Snapshot.name,), sortable=True),
+                Column("volume", "Volume", (volume_of.name,)),
+                Column("state", "State", (Snapshot.state,)),
+                Column("size", "Size", (Snapshot.size_bytes,), _gib),
+                Column(
+                    "stored",
+                    "Stored",
+                    (Snapshot.physical_size_bytes,),
+                    lambda v: "" if v is None else f"{v / 2**20:,.1f} MiB",
+                ),
+                made(Snapshot),
+            ),
+            search=(Snapshot.name, Snapshot.state),
+            default_sort="created",
+            joins=((volume_of, volume_of.id == Snapshot.volume_id),),
+            scopes={
+                "zone": Scope(Zone, Snapshot.zone_id),
+                "volume": Scope(Volume, Snapshot.volume_id),
+            },
+            where=(Snapshot.removed.is_(None),),  # type: ignore[union-attr]
         ),
         View(
             name="jobs",

@@ -327,9 +327,20 @@ def _table_screens() -> dict[str, type[ResourceScreen]]:
     """Table views whose screen adds actions of its own to the plain table."""
     from tui.screens.host_actions import HostsScreen
     from tui.screens.ip_actions import IpsScreen
+    from tui.screens.storage_snapshots import SnapshotsScreen
+    from tui.screens.storage_templates import TemplatesScreen
+    from tui.screens.storage_volumes import PoolsScreen, VolumesScreen
     from tui.screens.vm_actions import VmsScreen
 
-    return {"hosts": HostsScreen, "ips": IpsScreen, "vms": VmsScreen}
+    return {
+        "hosts": HostsScreen,
+        "ips": IpsScreen,
+        "vms": VmsScreen,
+        "vols": VolumesScreen,
+        "snapshots": SnapshotsScreen,
+        "templates": TemplatesScreen,
+        "pools": PoolsScreen,
+    }
 
 
 def _has_details(view: str) -> bool:
