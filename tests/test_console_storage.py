@@ -465,6 +465,17 @@ def test_a_template_copied_to_another_zone_with_its_progress_shown(
             )
             await wait_for(pilot, lambda: "Succeeded" in screen.progress_text(), "the outcome")
             await wait_for(pilot, lambda: any("done" in t for t in toasts(app)), "the toast")
+            # Enter on the finished job in the panel: the template's row in its table.
+            await pilot.press("j")
+            await on_screen(pilot, app, JobsScreen, "the jobs panel")
+            await pilot.press("down", "enter")  # the one job, the copy
+            await wait_for(
+                pilot,
+                lambda: isinstance(app.screen, TemplatesScreen) and app.screen is not screen,
+                "the template's table",
+            )
+            assert app.screen.filter_text == "tiny"
+            assert app.screen.cursor_row is not None and app.screen.cursor_row.cells[0] == "tiny"
         finally:
             gate.release_all()
 

@@ -60,6 +60,13 @@ JOB_VIEWS = {
     "Pod": "pods",
     "Zone": "zones",
 }
+# Objects without a detail screen: Enter opens their table, filtered to the object's name.
+JOB_TABLES = {
+    "Template": "templates",
+    "Iso": "templates",
+    "Volume": "vols",
+    "Snapshot": "snapshots",
+}
 _tokens = itertools.count(1)
 
 
@@ -355,8 +362,15 @@ class JobsScreen(LiveScreen):
 
     @on(OptionList.OptionSelected, "#jobs-list")
     def _open_target(self, event: OptionList.OptionSelected) -> None:
-        """Enter: the details of the object the job acts on (a host, a VM …)."""
+        """Enter: the details of the object the job acts on (a host, a VM …), or its row
+        in its table (a template, a volume, a snapshot)."""
         view = self.job(event.option.id or "")
+        table = None if view is None else JOB_TABLES.get(view.resource_type)
+        if view is not None and table is not None and view.resource_name:
+            open_view = getattr(self.app, "open_view", None)
+            if open_view is not None:
+                open_view(table, filter_text=view.resource_name, jump=False)
+            return
         target = None if view is None else JOB_VIEWS.get(view.resource_type)
         opener = getattr(self.app, "open_details", None)
         if view is None or target is None or not view.resource_uuid or opener is None:
