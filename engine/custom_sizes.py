@@ -75,23 +75,22 @@ def size_limits(offering: ServiceOffering) -> SizeLimits:
     )
 
 
-def _what(field: str) -> str:
+def what(field: str) -> str:
     return {"cpu_count": "CPU count", "cpu_mhz": "CPU speed", "memory_bytes": "memory"}[field]
 
 
 def size_errors(
     limits: SizeLimits, cpu_count: object, cpu_mhz: object, memory_bytes: object
 ) -> dict[str, str]:
-    """field -> why its value is refused; empty when all three are within the limits."""
+    """field -> why its value is refused ("8 CPUs is outside 1-4 CPUs", short enough to
+    stand under its field); empty when all three are within the limits."""
     errors: dict[str, str] = {}
     for field, value in zip(FIELDS, (cpu_count, cpu_mhz, memory_bytes), strict=True):
         low, high = getattr(limits, field)
         if isinstance(value, bool) or not isinstance(value, int):
-            errors[field] = f"{_what(field)} {value!r} is not a whole number"
+            errors[field] = f"{value!r} is not a whole number"
         elif value < low or (high is not None and value > high):
-            errors[field] = (
-                f"{_what(field)} {_show(field, value)} is outside {limits.range_text(field)}"
-            )
+            errors[field] = f"{_show(field, value)} is outside {limits.range_text(field)}"
     return errors
 
 
@@ -103,7 +102,8 @@ def check_custom_sizes(
     for field in FIELDS:
         if field in errors:
             raise InvalidParameter(
-                f"{label}: {errors[field]} allowed by customized offering '{limits.offering}'",
+                f"{label}: {what(field)} {errors[field]} allowed by customized offering "
+                f"'{limits.offering}'",
                 field=field,
             )
     return cpu_count, cpu_mhz, memory_bytes  # type: ignore[return-value]
@@ -132,7 +132,6 @@ def check_limits(
             )
         if (low is not None and default < low) or (high is not None and default > high):
             raise InvalidParameter(
-                f"{label}: the default {_what(field)} {_show(field, default)} is outside "
-                f"the limits",
+                f"{label}: the default {what(field)} {_show(field, default)} is outside the limits",
                 field=field,
             )

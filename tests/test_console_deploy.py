@@ -331,17 +331,15 @@ def test_a_bad_custom_size_is_refused_next_to_the_field(cloud: Cloud, tmp_path: 
         await choose(pilot, screen, name="flexy", offering="flex")
         type_sizes(screen, "9", "750", "lots")
         await pilot.pause()
-        assert hint(screen, "cpu_count") == ("✗ CPU count 9 CPUs is outside 1-4 CPUs", True)
+        assert hint(screen, "cpu_count") == ("✗ 9 CPUs is outside 1-4 CPUs", True)
         assert hint(screen, "cpu_mhz") == ("250-1500 MHz", False)
-        assert hint(screen, "memory_bytes") == (
-            "✗ memory 'lots' is not a size like 512 MiB or 2 GiB",
-            True,
-        )
+        assert hint(screen, "memory_bytes") == ("✗ 'lots' is not a size (512 MiB, 2 GiB)", True)
         before = db_snapshot(cloud)
         await pilot.press("f5")
         await pilot.pause()
-        assert "custom size: CPU count 9 CPUs is outside 1-4 CPUs" in text_of(
-            screen, "#deploy-error"
+        assert text_of(screen, "#deploy-error").strip() == (
+            "custom size: CPU count 9 CPUs is outside 1-4 CPUs; "
+            "memory 'lots' is not a size (512 MiB, 2 GiB)"
         )
         assert screen.preview is None and screen.query_one("#deploy", Button).disabled
         # fixed: the hints go back to the limits
@@ -512,3 +510,36 @@ def test_deploy_preview_snapshot(cloud: Cloud, snap_compare: Any) -> None:
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=(120, 48), run_before=previewed)
+
+
+def test_deploy_custom_size_and_affinity_snapshot(cloud: Cloud, snap_compare: Any) -> None:
+    """The customized offering's size fields (limits under each, one refused) and the
+    account's affinity groups with their members."""
+    build_world(cloud)
+    add_flex_offering(cloud)
+    create_affinity_group(cloud.admin, "web-spread", "host anti-affinity")
+    create_affinity_group(cloud.admin, "db-pair", "host affinity")
+    app = ScreenApp(lambda: DeployScreen(cloud.admin))
+
+    async def filled(pilot: Pilot[Any]) -> None:
+        screen = pilot.app.screen
+        assert isinstance(screen, DeployScreen)
+        await wait_for(pilot, lambda: screen.loaded, "choices")
+        choices = screen.choices
+        assert choices is not None
+        flex = next(o.uuid for o in choices.offerings if o.name == "flex")
+        screen.query_one("#select-offering", Select).value = flex
+        await pilot.pause()
+        for widget in screen.query(Input):
+            widget.cursor_blink = False
+        type_sizes(screen, "8", "1000", "512 MiB")
+        screen.query_one("#input-name", Input).value = "api"
+        screen.query_one("#select-groups", SelectionList).select(
+            next(g.uuid for g in choices.affinity_groups if g.name == "web-spread")
+        )
+        await pilot.pause()
+        screen.query_one("#cancel").focus()
+        screen.query_one("#deploy-body").scroll_home(animate=False, immediate=True)
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(120, 48), run_before=filled)

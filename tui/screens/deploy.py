@@ -33,7 +33,7 @@ from textual.widgets import Button, Footer, Header, Input, Label, Select, Select
 from engine import vm_views
 from engine.compute import DeployRequest, deploy_vm
 from engine.context import Caller
-from engine.custom_sizes import FIELDS, SizeLimits, human_memory, size_errors
+from engine.custom_sizes import FIELDS, SizeLimits, human_memory, size_errors, what
 from engine.errors import StratusError
 from engine.job_views import JobView
 from engine.vm_views import DeployChoices, DeployPreview
@@ -58,21 +58,21 @@ def parse_memory(text: str) -> int:
     number = cleaned.rstrip("abcdefghijklmnopqrstuvwxyz")
     unit = cleaned[len(number) :]
     if unit not in _UNITS or not number:
-        raise ValueError(f"memory {text.strip()!r} is not a size like 512 MiB or 2 GiB")
+        raise ValueError(f"{text.strip()!r} is not a size (512 MiB, 2 GiB)")
     try:
         value = float(number)
     except ValueError:
-        raise ValueError(f"memory {text.strip()!r} is not a size like 512 MiB or 2 GiB") from None
+        raise ValueError(f"{text.strip()!r} is not a size (512 MiB, 2 GiB)") from None
     size = value * _UNITS[unit]
     if size != int(size):
-        raise ValueError(f"memory {text.strip()!r} is not a whole number of bytes")
+        raise ValueError(f"{text.strip()!r} is not a whole number of bytes")
     return int(size)
 
 
-def parse_count(text: str, what: str) -> int:
+def parse_count(text: str) -> int:
     cleaned = text.strip()
     if not cleaned.isdigit():
-        raise ValueError(f"{what} {cleaned!r} is not a whole number")
+        raise ValueError(f"{cleaned!r} is not a whole number")
     return int(cleaned)
 
 
@@ -369,13 +369,13 @@ class DeployScreen(JobWatching, Screen[None]):
             return {}, {}
         values: dict[str, int] = {}
         errors: dict[str, str] = {}
-        for field, input_id, title in CUSTOM:
+        for field, input_id, _title in CUSTOM:
             text = self.query_one(f"#{input_id}", Input).value
             try:
                 if field == "memory_bytes":
                     values[field] = parse_memory(text)
                 else:
-                    values[field] = parse_count(text, title)
+                    values[field] = parse_count(text)
             except ValueError as exc:
                 errors[field] = str(exc)
         if len(values) == len(FIELDS):
@@ -448,7 +448,8 @@ class DeployScreen(JobWatching, Screen[None]):
         host = self._value("host") if self.caller.is_admin else None
         sizes, errors = self.custom_sizes()
         if errors:
-            raise ValueError(f"custom size: {'; '.join(errors[f] for f in FIELDS if f in errors)}")
+            refused = "; ".join(f"{what(f)} {errors[f]}" for f in FIELDS if f in errors)
+            raise ValueError(f"custom size: {refused}")
         request = DeployRequest(
             name=names[0],
             zone=str(zone),
