@@ -207,3 +207,23 @@ def test_anti_affinity_spreads_then_refuses_and_the_failed_vm_leaves_the_group(
     assert "left 1 affinity group(s)" in (done.error or "")
     assert vm_by_name(cloud, "a3").state == VmState.ERROR
     assert members(cloud, "spread") == ["a1", "a2"]
+
+
+def test_a_group_with_vms_is_not_deleted_until_they_leave(world) -> None:
+    from engine.affinity import affinity_groups_overview
+    from engine.errors import StateConflict
+    from engine.placement.groups import delete_affinity_group, remove_vm_from_affinity_group
+
+    cloud = world.cloud
+    create_affinity_group(cloud.admin, "spread", "host anti-affinity")
+    vm, _job = deploy_vm(cloud.admin, request(affinity_groups=["spread"]))
+    (view,) = affinity_groups_overview(cloud.admin)
+    assert (view.name, view.vms, [m.name for m in view.members]) == ("spread", 1, ["web1"])
+    with rejects(cloud, StateConflict, "affinity group 'spread' still has 1 VM (web1)"):
+        delete_affinity_group(cloud.admin, "spread")
+    remove_vm_from_affinity_group(cloud.admin, "spread", vm.uuid)
+    assert members(cloud, "spread") == []
+    with rejects(cloud, NotFound, "VM 'web1' is not in it", field="vm"):
+        remove_vm_from_affinity_group(cloud.admin, "spread", vm.uuid)
+    delete_affinity_group(cloud.admin, "spread")
+    assert affinity_groups_overview(cloud.admin) == []
