@@ -5,10 +5,13 @@ refusal names it) and done once the group is empty; none of it in read-only mode
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from compute_world import make_compute_world
-from console_support import go, run_console, settle, toasts
+from console_support import frozen_clock, go, run_console, settle, toasts
 from ops_support import affected, runner_started, wait_for
+from screens_support import ScreenApp, build_world
+from screens_support import settle as screens_settle
 from sqlmodel import select
 from textual.pilot import Pilot
 from textual.widgets import Input, OptionList, Select, Static
@@ -16,7 +19,7 @@ from textual.widgets import Input, OptionList, Select, Static
 from engine.bootstrap import Cloud
 from engine.compute import DeployRequest, deploy_vm
 from engine.models import AffinityGroup, VirtualMachine
-from engine.placement import create_affinity_group
+from engine.placement import add_vm_to_affinity_group, create_affinity_group
 from tui.app import StratusApp
 from tui.screens.affinity import AffinityGroupForm, AffinityScreen
 from tui.screens.forms import FormScreen
@@ -127,3 +130,20 @@ def test_read_only_has_no_affinity_group_changes(cloud: Cloud, tmp_path: Path) -
 
     run_console(cloud, scenario, read_only=True)
     assert groups(cloud) == [("spread", "host anti-affinity")]
+
+
+def test_affinity_screen_snapshot(cloud: Cloud, snap_compare: Any) -> None:
+    build_world(cloud)  # VMs web-1 (Running on a1) and db-1 (Stopped)
+    create_affinity_group(cloud.admin, "web-spread", "host anti-affinity")
+    create_affinity_group(cloud.admin, "db-pair", "host affinity")
+    for vm in ("i-2-101-VM", "i-2-102-VM"):
+        add_vm_to_affinity_group(cloud.admin, "web-spread", vm)
+    app = ScreenApp(lambda: AffinityScreen(cloud.admin, refresh_seconds=0, clock=frozen_clock))
+
+    async def loaded(pilot: Pilot[Any]) -> None:
+        await screens_settle(pilot.app, pilot)
+        screen = pilot.app.screen
+        assert isinstance(screen, AffinityScreen)
+        await highlight(screen, pilot, "web-spread")
+
+    assert snap_compare(app, terminal_size=(100, 20), run_before=loaded)
