@@ -227,9 +227,16 @@ class OfferingChoice:
 def offering_choices(caller: Caller, vm_ref: str) -> list[OfferingChoice]:
     with caller.db.read() as session:
         vm = resolve(session, VirtualMachine, vm_ref, "VM", field="vm")
+        # A customized offering needs the VM's own sizes, which a change of offering does
+        # not ask for: it is listed only as the VM's current offering.
         rows = session.exec(
             select(ServiceOffering)
-            .where(ServiceOffering.state == "Active", col(ServiceOffering.is_system).is_(False))
+            .where(
+                ServiceOffering.state == "Active",
+                col(ServiceOffering.is_system).is_(False),
+                col(ServiceOffering.is_customized).is_(False)
+                | (ServiceOffering.id == vm.service_offering_id),
+            )
             .order_by(
                 col(ServiceOffering.cpu_count),
                 col(ServiceOffering.memory_bytes),

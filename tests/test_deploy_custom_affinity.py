@@ -227,3 +227,14 @@ def test_a_group_with_vms_is_not_deleted_until_they_leave(world) -> None:
         remove_vm_from_affinity_group(cloud.admin, "spread", vm.uuid)
     delete_affinity_group(cloud.admin, "spread")
     assert affinity_groups_overview(cloud.admin) == []
+
+
+def test_a_change_of_offering_does_not_offer_a_customized_one(world) -> None:
+    from engine.vm_views import offering_choices
+
+    cloud = world.cloud
+    vm, _job = deploy_vm(cloud.admin, request())
+    assert [c.name for c in offering_choices(cloud.admin, vm.uuid)] == ["tiny"]
+    flexed, _job = deploy_vm(cloud.admin, request("flexed", offering="flex", cpu_count=2))
+    shown = offering_choices(cloud.admin, flexed.uuid)
+    assert [(c.name, c.current) for c in shown] == [("tiny", False), ("flex", True)]
