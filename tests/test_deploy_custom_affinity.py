@@ -238,3 +238,16 @@ def test_a_change_of_offering_does_not_offer_a_customized_one(world) -> None:
     flexed, _job = deploy_vm(cloud.admin, request("flexed", offering="flex", cpu_count=2))
     shown = offering_choices(cloud.admin, flexed.uuid)
     assert [(c.name, c.current) for c in shown] == [("tiny", False), ("flex", True)]
+
+
+def test_a_deploy_cancelled_before_it_ran_leaves_its_groups(world) -> None:
+    """The recover hook (here: cancelling the pending DeployVM) takes the membership back."""
+    from engine.jobs import cancel_job
+
+    cloud = world.cloud
+    create_affinity_group(cloud.admin, "spread", "host anti-affinity")
+    _vm, job = deploy_vm(cloud.admin, request(affinity_groups=["spread"]))
+    assert members(cloud, "spread") == ["web1"]
+    cancel_job(cloud.admin, job.uuid)
+    assert vm_by_name(cloud, "web1").state == VmState.ERROR
+    assert members(cloud, "spread") == []
