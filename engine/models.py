@@ -296,6 +296,16 @@ class ServiceOffering(SQLModel, table=True):
     is_system: bool = False
     state: str = Field(default="Active", max_length=16)
     created: datetime = Field(default_factory=utcnow)
+    # A customized offering: each VM names its own CPU count, speed and memory within
+    # these limits (None: no limit of the offering's own); cpu_count, cpu_mhz and
+    # memory_bytes above are then the defaults a deploy offers.
+    is_customized: bool = Field(default=False, sa_column_kwargs={"server_default": "0"})
+    min_cpu_count: int | None = None
+    max_cpu_count: int | None = None
+    min_cpu_mhz: int | None = None
+    max_cpu_mhz: int | None = None
+    min_memory_bytes: int | None = Field(default=None, sa_type=BigInteger)
+    max_memory_bytes: int | None = Field(default=None, sa_type=BigInteger)
 
 
 class DiskOffering(SQLModel, table=True):

@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlmodel import select
 
+from engine import custom_sizes
 from engine.context import Caller
 from engine.errors import InvalidParameter
 from engine.events import record_event
@@ -48,7 +49,16 @@ def create_service_offering(
     offer_ha: bool = False,
     limit_cpu_use: bool = False,
     deployment_planner: str | None = None,
+    customized: bool = False,
+    min_cpu_count: int | None = None,
+    max_cpu_count: int | None = None,
+    min_cpu_mhz: int | None = None,
+    max_cpu_mhz: int | None = None,
+    min_memory_bytes: int | None = None,
+    max_memory_bytes: int | None = None,
 ) -> ServiceOffering:
+    """A service offering. `customized`: each VM gives its own sizes within the min/max
+    limits (engine.custom_sizes); cpu_count, cpu_mhz and memory_bytes are then defaults."""
     name = check_name(f"service offering '{name}'", name)
     label = f"service offering '{name}'"
     offering = ServiceOffering(
@@ -67,6 +77,23 @@ def create_service_offering(
         raise InvalidParameter(
             f"{label}: memory must be at least 32 MiB, got {offering.memory_bytes // MIB} MiB",
             field="memory_bytes",
+        )
+    limits = {
+        "cpu_count": (min_cpu_count, max_cpu_count),
+        "cpu_mhz": (min_cpu_mhz, max_cpu_mhz),
+        "memory_bytes": (min_memory_bytes, max_memory_bytes),
+    }
+    if customized:
+        custom_sizes.check_limits(
+            label, (offering.cpu_count, offering.cpu_mhz, offering.memory_bytes), limits
+        )
+        offering.is_customized = True
+        for field, (low, high) in limits.items():
+            setattr(offering, f"min_{field}", low)
+            setattr(offering, f"max_{field}", high)
+    elif any(v is not None for pair in limits.values() for v in pair):
+        raise InvalidParameter(
+            f"{label}: size limits are for a customized offering only", field="customized"
         )
     with caller.db.write() as session:
         ensure_unique_name(session, ServiceOffering, label, name)

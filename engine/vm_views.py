@@ -8,25 +8,31 @@
 - `offering_choices(caller, vm)`: the active user service offerings a Stopped VM may
   change to, its current one marked.
 - `deploy_choices(caller, zone)`: what the deploy wizard offers in a zone (templates ready
-  there, offerings, disk offerings, guest networks, hosts for an admin's pin).
+  there, offerings with a customized one's size limits, disk offerings, guest networks,
+  the account's affinity groups with their members, hosts for an admin's pin).
 - `deploy_preview(caller, request, count, host)`: where a deploy would go now and why
-  (engine.placement.preview, with the sizes, template and disks the deploy job asks for);
-  an `InsufficientCapacity` names what excluded each host.
+  (engine.placement.preview, with the sizes, template, disks and affinity groups the
+  deploy job asks for); an `InsufficientCapacity` names what excluded each host, and
+  says so when an anti-affinity group leaves fewer fitting hosts than VMs to deploy.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
-from engine.compute.deploy import DeployRequest
+from engine.compute.deploy import DeployRequest, affinity_groups_for, vm_sizes
 from engine.context import Caller
-from engine.errors import InsufficientCapacity, NotFound
+from engine.custom_sizes import SizeLimits, size_limits
+from engine.errors import InsufficientCapacity, InvalidParameter, NotFound
 from engine.lookup import resolve
 from engine.models import (
     Account,
+    AffinityGroup,
+    AffinityGroupMember,
+    AffinityGroupType,
     Cluster,
     DiskOffering,
     GuestNetwork,
@@ -42,6 +48,7 @@ from engine.models import (
     VmState,
     Zone,
 )
+from engine.offerings import tag_list
 from engine.placement import PlacementRequest, Plan, VolumeRequest, preview
 from engine.placement.explain import Explanation
 
@@ -220,9 +227,16 @@ class OfferingChoice:
 def offering_choices(caller: Caller, vm_ref: str) -> list[OfferingChoice]:
     with caller.db.read() as session:
         vm = resolve(session, VirtualMachine, vm_ref, "VM", field="vm")
+        # A customized offering needs the VM's own sizes, which a change of offering does
+        # not ask for: it is listed only as the VM's current offering.
         rows = session.exec(
             select(ServiceOffering)
-            .where(ServiceOffering.state == "Active", col(ServiceOffering.is_system).is_(False))
+            .where(
+                ServiceOffering.state == "Active",
+                col(ServiceOffering.is_system).is_(False),
+                col(ServiceOffering.is_customized).is_(False)
+                | (ServiceOffering.id == vm.service_offering_id),
+            )
             .order_by(
                 col(ServiceOffering.cpu_count),
                 col(ServiceOffering.memory_bytes),
@@ -263,6 +277,9 @@ class DeployChoices:
     disk_offerings: tuple[Choice, ...] = ()
     networks: tuple[Choice, ...] = ()
     hosts: tuple[Choice, ...] = ()
+    affinity_groups: tuple[Choice, ...] = ()  # the account's; note: type and members
+    # offering UUID -> what a customized offering lets each VM choose
+    custom: dict[str, SizeLimits] = field(default_factory=dict)
 
 
 def _templates(session: Session, zone: Zone, *, iso: bool) -> list[Choice]:
@@ -285,6 +302,48 @@ def _templates(session: Session, zone: Zone, *, iso: bool) -> list[Choice]:
     return [Choice(t.uuid, t.name, f"{_gib(t.size_bytes)}, {t.format}") for t in rows]
 
 
+def _offering_choice(o: ServiceOffering) -> Choice:
+    if o.is_customized:
+        limits = size_limits(o)
+        note = (
+            f"custom: {limits.range_text('cpu_count')}, {limits.range_text('cpu_mhz')}, "
+            f"{limits.range_text('memory_bytes')}"
+        )
+    else:
+        note = f"{o.cpu_count} x {o.cpu_mhz} MHz, {_gib(o.memory_bytes)}"
+    return Choice(o.uuid, o.name, note)
+
+
+def affinity_group_choices(session: Session, account_id: int | None) -> list[Choice]:
+    """The account's host affinity and anti-affinity groups with their live members
+    (explicit dedication is the admin's tool, not a deploy choice)."""
+    if account_id is None:
+        return []
+    members = (
+        select(AffinityGroupMember.group_id, func.count().label("n"))
+        .join(VirtualMachine, col(VirtualMachine.id) == AffinityGroupMember.vm_id)
+        .where(col(VirtualMachine.removed).is_(None))
+        .group_by(col(AffinityGroupMember.group_id))
+        .subquery()
+    )
+    rows = session.exec(
+        select(AffinityGroup, members.c.n)
+        .outerjoin(members, members.c.group_id == AffinityGroup.id)
+        .where(
+            AffinityGroup.account_id == account_id,
+            col(AffinityGroup.group_type).in_(
+                [AffinityGroupType.HOST_ANTI_AFFINITY, AffinityGroupType.HOST_AFFINITY]
+            ),
+        )
+        .order_by(col(AffinityGroup.name), col(AffinityGroup.id))
+        .limit(MAX_LISTED)
+    )
+    return [
+        Choice(g.uuid, g.name, f"{g.group_type}, {n or 0} VM{'' if n == 1 else 's'}")
+        for g, n in rows
+    ]
+
+
 def deploy_choices(caller: Caller, zone_ref: str | None = None) -> DeployChoices:
     """The zones, and for `zone_ref` (default: the first zone) what a deploy there offers."""
     with caller.db.read() as session:
@@ -296,15 +355,17 @@ def deploy_choices(caller: Caller, zone_ref: str | None = None) -> DeployChoices
             zone = zones[0] if zones else None
         if zone is None:
             return DeployChoices(zone_choices, None)
-        offerings = session.exec(
-            select(ServiceOffering)
-            .where(ServiceOffering.state == "Active", col(ServiceOffering.is_system).is_(False))
-            .order_by(
-                col(ServiceOffering.cpu_count),
-                col(ServiceOffering.memory_bytes),
-                col(ServiceOffering.name),
+        offerings = list(
+            session.exec(
+                select(ServiceOffering)
+                .where(ServiceOffering.state == "Active", col(ServiceOffering.is_system).is_(False))
+                .order_by(
+                    col(ServiceOffering.cpu_count),
+                    col(ServiceOffering.memory_bytes),
+                    col(ServiceOffering.name),
+                )
+                .limit(MAX_LISTED)
             )
-            .limit(MAX_LISTED)
         )
         disks = session.exec(
             select(DiskOffering)
@@ -329,15 +390,14 @@ def deploy_choices(caller: Caller, zone_ref: str | None = None) -> DeployChoices
             Choice(zone.uuid, zone.name, zone.network_type),
             tuple(_templates(session, zone, iso=False)),
             tuple(_templates(session, zone, iso=True)),
-            tuple(
-                Choice(o.uuid, o.name, f"{o.cpu_count} x {o.cpu_mhz} MHz, {_gib(o.memory_bytes)}")
-                for o in offerings
-            ),
+            tuple(_offering_choice(o) for o in offerings),
             tuple(Choice(d.uuid, d.name, _gib(d.disk_size_bytes)) for d in disks),
             tuple(
                 Choice(n.uuid, n.name, f"{n.guest_type} {n.cidr or ''}".strip()) for n in networks
             ),
             tuple(Choice(h.uuid, h.name, f"{h.status}/{h.resource_state}") for h in hosts),
+            tuple(affinity_group_choices(session, caller.account_id)),
+            {o.uuid: size_limits(o) for o in offerings if o.is_customized},
         )
 
 
@@ -347,6 +407,16 @@ class DeployPreview:
     explanation: Explanation
     pools: tuple[str, ...]  # one per volume: root first, then each data disk
     count: int
+    cpu_count: int = 0
+    cpu_mhz: int = 0
+    memory_bytes: int = 0
+    custom: bool = False  # the sizes are the VM's own (customized offering)
+    affinity_groups: tuple[Choice, ...] = ()  # the groups it joins, note: type and members
+
+    @property
+    def size_line(self) -> str:
+        text = f"{self.cpu_count} x {self.cpu_mhz} MHz, {_gib(self.memory_bytes)}"
+        return text + (" (custom)" if self.custom else "")
 
 
 def deploy_preview(
@@ -357,6 +427,7 @@ def deploy_preview(
     Raises InsufficientCapacity (its message names the reasons) when nothing fits, and
     NotFound / InvalidParameter for a reference that does not resolve.
     """
+    label = f"VM '{request.name}'"
     with caller.db.read() as session:
         zone = resolve(session, Zone, request.zone, "zone", field="zone")
         offering = resolve(session, ServiceOffering, request.offering, "offering", field="offering")
@@ -365,9 +436,15 @@ def deploy_preview(
             resolve(session, DiskOffering, ref, "disk offering", field="disk_offerings")
             for ref in request.disk_offerings
         ]
-        account_uuid = None
         if request.account is not None:
-            account_uuid = resolve(session, Account, request.account, "account").uuid
+            account = resolve(session, Account, request.account, "account")
+        else:
+            account = session.get(Account, caller.account_id)
+            if account is None:
+                raise InvalidParameter(f"{label}: the caller has no account", field="account")
+        sizes = vm_sizes(label, offering, request)
+        groups = affinity_groups_for(session, label, account, request.affinity_groups)
+        group_notes = {c.uuid: c for c in affinity_group_choices(session, account.id) if c.uuid}
     volumes = [
         VolumeRequest(
             size_bytes=template.size_bytes, storage_tags=offering.storage_tags, name="ROOT"
@@ -377,18 +454,52 @@ def deploy_preview(
         VolumeRequest(size_bytes=d.disk_size_bytes, storage_tags=d.storage_tags, name=f"DATA-{i}")
         for i, d in enumerate(disks, start=1)
     ]
+    if offering.is_customized:
+        # The VM's own sizes; the offering still brings its host tags and planner.
+        request_sizes: dict = {
+            "cpu_count": sizes[0],
+            "cpu_mhz": sizes[1],
+            "memory_bytes": sizes[2],
+            "template_tags": tuple(tag_list(offering.host_tags)),
+            "planner": offering.deployment_planner,
+        }
+    else:
+        request_sizes = {"offering": offering.uuid}
     plan = preview(
         caller,
         PlacementRequest(
             zone=zone.uuid,
-            offering=offering.uuid,
             volumes=volumes,
-            account=account_uuid,
+            account=account.uuid,
             template=template.uuid,
             pinned_host=host,
+            affinity_groups=tuple(g.uuid for g in groups),
+            **request_sizes,
         ),
     )
-    if plan.explanation is None:  # preview always explains
+    why = plan.explanation
+    if why is None:  # preview always explains
         raise NotFound("placement gave no explanation")
+    spread = [g for g in groups if g.group_type == AffinityGroupType.HOST_ANTI_AFFINITY]
+    if spread and count > why.fitting:
+        # Each VM of the deploy joins the group: N VMs need N different hosts that fit.
+        names = ", ".join(f"'{g.name}'" for g in spread)
+        error = InsufficientCapacity(
+            f"{label}: anti-affinity group {names} puts each of the {count} VMs on its own "
+            f"host, but only {why.fitting} fit: {why.summary()}",
+            field="affinity_groups",
+        )
+        error.explanation = why  # type: ignore[attr-defined]
+        raise error
     pools = tuple(p.pool_name for p in sorted(plan.volumes, key=lambda p: p.position))
-    return DeployPreview(plan, plan.explanation, pools, count)
+    return DeployPreview(
+        plan,
+        why,
+        pools,
+        count,
+        *sizes,
+        custom=offering.is_customized,
+        affinity_groups=tuple(
+            group_notes.get(g.uuid, Choice(g.uuid, g.name, g.group_type)) for g in groups
+        ),
+    )

@@ -231,6 +231,12 @@ class StratusApp(App[None]):
             )
         if destination.kind == "deploy":
             return self.deploy_screen
+        if destination.kind == "affinity":
+            from tui.screens.affinity import AffinityScreen
+
+            return lambda: AffinityScreen(
+                self.caller, refresh_seconds=self.refresh_seconds, clock=self.clock
+            )
         screen_class = _table_screens().get(destination.name, ResourceScreen)
         return lambda: screen_class(
             self.caller,

@@ -80,6 +80,15 @@ register(
         help="the deploy wizard: choices, placement preview, one progress line per VM",
     )
 )
+register(
+    Destination(
+        "affinity",
+        "Affinity groups",
+        ("ag", "affinitygroups"),
+        kind="affinity",
+        help="affinity groups with their VMs and hosts (create, delete)",
+    )
+)
 for _view in VIEWS.values():
     register(Destination(_view.name, _view.title, _view.aliases, help=f"table of {_view.title}"))
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlmodel import Session, col, select
 
+from engine import custom_sizes
 from engine.compute import cleanup
 from engine.compute.context import StepContext, hosts_of, step_done
 from engine.compute.domain import domain_xml
@@ -43,6 +44,8 @@ from engine.ipam.networks import add_nic, basic_zone_network
 from engine.lookup import resolve
 from engine.models import (
     Account,
+    AffinityGroup,
+    AffinityGroupMember,
     DiskOffering,
     GuestNetwork,
     GuestType,
@@ -95,6 +98,14 @@ class DeployRequest:
     display_name: str = ""
     account: str | None = None
     host: str | None = None  # an admin pins the host (placement still checks it fits)
+    # A customized offering's sizes for this VM (missing ones: the offering's defaults);
+    # refused for an offering of fixed sizes.
+    cpu_count: int | None = None
+    cpu_mhz: int | None = None  # per virtual CPU
+    memory_bytes: int | None = None
+    # The account's affinity groups (names or UUIDs) the VM joins when its row is made;
+    # placement keeps it apart from (anti-affinity) or with (affinity) their other VMs.
+    affinity_groups: Sequence[str] = ()
 
 
 # --- validate and submit ---------------------------------------------------------------
@@ -167,6 +178,7 @@ def prepare_deploy(
             f"{label}: service offering '{offering.name}' is not an active user offering",
             field="offering",
         )
+    sizes = vm_sizes(label, offering, request)
     template = resolve(session, Template, request.template, "template", field="template")
     if template.format == ImageFormat.ISO or not template.bootable:
         raise InvalidParameter(
@@ -185,6 +197,7 @@ def prepare_deploy(
                 "not supported at deploy)",
                 field="disk_offerings",
             )
+    groups = affinity_groups_for(session, label, account, request.affinity_groups)
     ip_address = None
     if request.ip_address:
         ip_address = str(parse_ipv4(label, request.ip_address, field="ip_address", what="IP"))
@@ -218,9 +231,9 @@ def prepare_deploy(
         zone_id=zone.id,  # type: ignore[arg-type]
         service_offering_id=offering.id,
         template_id=template.id,
-        cpu_count=offering.cpu_count,
-        cpu_mhz=offering.cpu_mhz,
-        memory_bytes=offering.memory_bytes,
+        cpu_count=sizes[0],
+        cpu_mhz=sizes[1],
+        memory_bytes=sizes[2],
         state=VmState.STARTING,
         power_state=PowerState.POWER_OFF,
     )
@@ -261,8 +274,16 @@ def prepare_deploy(
             )
         )
     session.add(VmLifecycle(vm_id=vm.id))  # type: ignore[arg-type]
+    # Members from the start: the DeployVM job's placement (and any other placement
+    # meanwhile) already keeps the group's VMs apart, or together.
+    for group in groups:
+        session.add(AffinityGroupMember(group_id=group.id, vm_id=vm.id))  # type: ignore[arg-type]
     session.flush()
-    params: dict[str, Any] = {"networks": [n.id for n in networks], "ip_address": ip_address}
+    params: dict[str, Any] = {
+        "networks": [n.id for n in networks],
+        "ip_address": ip_address,
+        "affinity_groups": [g.uuid for g in groups],
+    }
     if request.host:
         if not caller.is_admin:
             raise PermissionDenied(f"{label}: only an admin may pin a host", field="host")
@@ -278,9 +299,66 @@ def prepare_deploy(
         "VM.CREATE",
         "VirtualMachine",
         vm,
-        f"deploy VM '{name}' ({offering.name}, template '{template.name}') in zone '{zone.name}'",
+        f"deploy VM '{name}' ({offering.name}{_custom_note(offering, sizes)}, template "
+        f"'{template.name}') in zone '{zone.name}'"
+        + (f", affinity groups {', '.join(g.name for g in groups)}" if groups else ""),
     )
     return vm, params
+
+
+def vm_sizes(label: str, offering: ServiceOffering, request: DeployRequest) -> tuple[int, int, int]:
+    """The VM's CPU count, speed and memory: the offering's, or (customized offering) the
+    request's within its limits."""
+    given = (request.cpu_count, request.cpu_mhz, request.memory_bytes)
+    if not offering.is_customized:
+        if any(v is not None for v in given):
+            raise InvalidParameter(
+                f"{label}: service offering '{offering.name}' is not customized: its sizes "
+                f"are fixed ({offering.cpu_count} x {offering.cpu_mhz} MHz, "
+                f"{custom_sizes.human_memory(offering.memory_bytes)}); give no CPU count, "
+                "speed or memory",
+                field="offering",
+            )
+        return offering.cpu_count, offering.cpu_mhz, offering.memory_bytes
+    limits = custom_sizes.size_limits(offering)
+    cpu_count, cpu_mhz, memory = (
+        default if value is None else value
+        for value, default in zip(
+            given, (offering.cpu_count, offering.cpu_mhz, offering.memory_bytes), strict=True
+        )
+    )
+    return custom_sizes.check_custom_sizes(label, limits, cpu_count, cpu_mhz, memory)
+
+
+def _custom_note(offering: ServiceOffering, sizes: tuple[int, int, int]) -> str:
+    if not offering.is_customized:
+        return ""
+    return f": {sizes[0]} x {sizes[1]} MHz, {custom_sizes.human_memory(sizes[2])}"
+
+
+def affinity_groups_for(
+    session: Session, label: str, account: Account, refs: Sequence[str]
+) -> list[AffinityGroup]:
+    """The account's affinity groups named by `refs` (name or UUID), each once."""
+    found: list[AffinityGroup] = []
+    for ref in refs:
+        group = session.exec(
+            select(AffinityGroup).where(
+                AffinityGroup.account_id == account.id,
+                (AffinityGroup.uuid == str(ref)) | (AffinityGroup.name == str(ref)),
+            )
+        ).first()
+        if group is None:
+            raise NotFound(
+                f"{label}: affinity group '{ref}' does not exist for account '{account.name}'",
+                field="affinity_groups",
+            )
+        if any(g.id == group.id for g in found):
+            raise InvalidParameter(
+                f"{label}: affinity group '{group.name}' is named twice", field="affinity_groups"
+            )
+        found.append(group)
+    return found
 
 
 def deploy_vm(caller: Caller, request: DeployRequest) -> tuple[VirtualMachine, Job]:
@@ -365,6 +443,7 @@ def place(ctx: StepContext, vm: VirtualMachine, avoid: list[str]) -> Host:
         volumes=[r for _v, r in volumes],
         avoid=Avoid(hosts=frozenset(avoid)),
         pinned_host=ctx.params.get("host"),
+        affinity_groups=tuple(ctx.params.get("affinity_groups") or ()),
     )
     plan = place_vm(ctx.caller, request, explain_plan=True)
     summary = plan.explanation.summary() if plan.explanation is not None else plan.how
@@ -574,8 +653,9 @@ def _deploy(ctx: StepContext, vm: VirtualMachine) -> dict[str, Any]:
     }
 
 
-def _fail(ctx: StepContext, vm: VirtualMachine, reason: str, undone: str) -> None:
-    """VM Starting → Error with the reason (a concurrent move is logged, not fought)."""
+def _fail(ctx: StepContext, vm: VirtualMachine, reason: str, undone: str) -> str:
+    """VM Starting → Error with the reason (a concurrent move is logged, not fought);
+    returns what was undone, now with the affinity groups it left."""
     with ctx.db.write() as session:
         row = session.get(VirtualMachine, vm.id)
         assert row is not None
@@ -591,6 +671,15 @@ def _fail(ctx: StepContext, vm: VirtualMachine, reason: str, undone: str) -> Non
             )
         except StateConflict as exc:
             log.warning("after a failed deploy: %s", exc)
+        # A VM that never ran leaves its affinity groups: it must not keep a later
+        # member off a host, nor count as one.
+        left = session.exec(
+            select(AffinityGroupMember).where(AffinityGroupMember.vm_id == row.id)
+        ).all()
+        for member in left:
+            session.delete(member)
+        if left:
+            undone += f"; left {len(left)} affinity group(s)"
         set_reason(session, row.id, reason)  # type: ignore[arg-type]
         record_event(
             session,
@@ -602,6 +691,7 @@ def _fail(ctx: StepContext, vm: VirtualMachine, reason: str, undone: str) -> Non
             level="ERROR",
             state="Failed",
         )
+    return undone
 
 
 def run_deploy(ctx: StepContext) -> dict[str, Any]:
@@ -622,7 +712,7 @@ def run_deploy(ctx: StepContext) -> dict[str, Any]:
         except Exception as undo_exc:  # the undo's own failure must not hide the first one
             log.exception("undo of the deploy of VM '%s' failed", vm.name)
             undone = f"undo failed: {_reason(undo_exc)}"
-        _fail(ctx, vm, reason, undone)
+        undone = _fail(ctx, vm, reason, undone)
         if isinstance(exc, DeployFailed):
             raise DeployFailed(f"{exc}; undone: {undone}") from exc
         raise DeployFailed(f"VM '{vm.name}': deploy failed: {reason}; undone: {undone}") from exc
@@ -642,5 +732,5 @@ def recover_deploy(ctx: StepContext) -> str:
         reason = "its deploy was cancelled before it started"
     else:
         reason = f"the process running its deploy died (last step: {last})"
-    _fail(ctx, vm, reason, undone)
+    undone = _fail(ctx, vm, reason, undone)
     return f"VM '{vm.name}' is in Error; undone: {undone}"

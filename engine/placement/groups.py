@@ -8,7 +8,7 @@ from sqlalchemy import delete, select
 from sqlmodel import Session
 
 from engine.context import Caller
-from engine.errors import AlreadyExists, InvalidParameter, NotFound
+from engine.errors import AlreadyExists, InvalidParameter, NotFound, StateConflict
 from engine.events import record_event
 from engine.lookup import resolve
 from engine.models import (
@@ -117,9 +117,51 @@ def add_vm_to_affinity_group(caller: Caller, group_ref: str, vm_ref: str) -> Non
             )
 
 
-def delete_affinity_group(caller: Caller, group_ref: str) -> None:
+def remove_vm_from_affinity_group(caller: Caller, group_ref: str, vm_ref: str) -> None:
+    """The VM leaves the group (placement stops applying the group's rule to it)."""
     with caller.db.write() as session:
         group = resolve(session, AffinityGroup, group_ref, "affinity group", field="group")
+        vm = session.execute(
+            select(VirtualMachine).where(
+                (VirtualMachine.uuid == vm_ref) | (VirtualMachine.instance_name == vm_ref)
+            )
+        ).scalar_one_or_none()
+        if vm is None:
+            raise NotFound(f"VM '{vm_ref}' does not exist", field="vm")
+        member = session.get(AffinityGroupMember, (group.id, vm.id))
+        if member is None:
+            raise NotFound(
+                f"affinity group '{group.name}': VM '{vm.name}' is not in it", field="vm"
+            )
+        session.delete(member)
+        record_event(
+            session, caller, "AG.UPDATE", "AffinityGroup", group, f"removed VM '{vm.name}'"
+        )
+
+
+def delete_affinity_group(caller: Caller, group_ref: str) -> None:
+    """Delete a group that no live VM is in (an expunged VM's membership goes with it):
+    deleting it under running VMs would silently drop the rule they were placed by."""
+    with caller.db.write() as session:
+        group = resolve(session, AffinityGroup, group_ref, "affinity group", field="group")
+        live = list(
+            session.execute(
+                select(VirtualMachine.name)
+                .join(AffinityGroupMember, AffinityGroupMember.vm_id == VirtualMachine.id)
+                .where(
+                    AffinityGroupMember.group_id == group.id,
+                    VirtualMachine.removed.is_(None),  # type: ignore[union-attr]
+                )
+                .order_by(VirtualMachine.name)
+            ).scalars()
+        )
+        if live:
+            shown = ", ".join(live[:5]) + (f" and {len(live) - 5} more" if len(live) > 5 else "")
+            raise StateConflict(
+                f"affinity group '{group.name}' still has {len(live)} VM"
+                f"{'s' if len(live) != 1 else ''} ({shown}); remove them from it first",
+                field="group",
+            )
         session.execute(delete(AffinityGroupMember).where(AffinityGroupMember.group_id == group.id))
         session.delete(group)
         record_event(session, caller, "AG.DELETE", "AffinityGroup", group, "deleted group")

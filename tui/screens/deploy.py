@@ -1,5 +1,7 @@
-"""The deploy wizard: zone → template (or ISO) → service offering → disk offerings →
-networks and an optional fixed IP → (admin) a pinned host → name and count.
+"""The deploy wizard: zone → template (or ISO) → service offering (a customized one asks
+for CPU count, speed and memory, its limits shown and each field checked as it is typed)
+→ disk offerings → networks and an optional fixed IP → affinity groups (the account's,
+with their type and members) → (admin) a pinned host → name and count.
 
 Every choice comes from `engine.vm_views.deploy_choices` (a new zone reloads the rest).
 `Preview` (ctrl+p is the palette, so `f5`/the button) asks `engine.vm_views.deploy_preview`
@@ -24,13 +26,14 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Label, Select, SelectionList, Static
 
 from engine import vm_views
 from engine.compute import DeployRequest, deploy_vm
 from engine.context import Caller
+from engine.custom_sizes import FIELDS, SizeLimits, human_memory, size_errors, what
 from engine.errors import StratusError
 from engine.job_views import JobView
 from engine.vm_views import DeployChoices, DeployPreview
@@ -40,6 +43,37 @@ from tui.widgets.crumbs import Breadcrumbs
 
 MAX_COUNT = 20
 NO_HOST = "(placement chooses)"
+# The custom size inputs: (engine field, input id, border title)
+CUSTOM = (
+    ("cpu_count", "input-cpus", "CPUs"),
+    ("cpu_mhz", "input-mhz", "MHz per CPU"),
+    ("memory_bytes", "input-memory", "Memory (MiB, or 2 GiB)"),
+)
+_UNITS = {"": 2**20, "m": 2**20, "mb": 2**20, "mib": 2**20, "g": 2**30, "gb": 2**30, "gib": 2**30}
+
+
+def parse_memory(text: str) -> int:
+    """ "512", "512M", "512 MiB" → bytes (MiB when no unit); "2G", "1.5 GiB" too."""
+    cleaned = text.strip().lower().replace(" ", "")
+    number = cleaned.rstrip("abcdefghijklmnopqrstuvwxyz")
+    unit = cleaned[len(number) :]
+    if unit not in _UNITS or not number:
+        raise ValueError(f"{text.strip()!r} is not a size (512 MiB, 2 GiB)")
+    try:
+        value = float(number)
+    except ValueError:
+        raise ValueError(f"{text.strip()!r} is not a size (512 MiB, 2 GiB)") from None
+    size = value * _UNITS[unit]
+    if size != int(size):
+        raise ValueError(f"{text.strip()!r} is not a whole number of bytes")
+    return int(size)
+
+
+def parse_count(text: str) -> int:
+    cleaned = text.strip()
+    if not cleaned.isdigit():
+        raise ValueError(f"{cleaned!r} is not a whole number")
+    return int(cleaned)
 
 
 @dataclass(frozen=True)
@@ -66,6 +100,9 @@ def preview_renderable(preview: DeployPreview) -> Group:
     head.add_row(
         "Pools", ", ".join(f"{v.name} ({_size(v.size_bytes)}) → {v.pool_name}" for v in volumes)
     )
+    head.add_row("Size", preview.size_line)
+    if preview.affinity_groups:
+        head.add_row("Affinity", ", ".join(f"{g.name} ({g.note})" for g in preview.affinity_groups))
     head.add_row("Hosts", f"{why.fitting} of {why.hosts} hosts of zone {why.zone} fit")
     if preview.count > 1:
         head.add_row("Count", f"{preview.count} VMs: each is placed when its job runs")
@@ -133,6 +170,18 @@ class DeployScreen(JobWatching, Screen[None]):
         height: auto;
         max-height: 5;
     }
+    DeployScreen #custom-row .custom-field {
+        width: 1fr;
+        height: auto;
+    }
+    DeployScreen #custom-row .hint {
+        color: $text-muted;
+        padding: 0 1;
+    }
+    DeployScreen #custom-row .hint.field-error {
+        color: $text-error;
+        text-style: bold;
+    }
     DeployScreen #deploy-preview {
         height: auto;
         border: round $secondary;
@@ -174,6 +223,8 @@ class DeployScreen(JobWatching, Screen[None]):
         self.jobs: dict[str, JobView] = {}  # VM name -> its DeployVM job, last seen
         self.busy = False
         self.loaded = False
+        self.custom_for: str | None = None  # the customized offering the size inputs hold
+        self.engine_error: tuple[str, str] | None = None  # (size field, engine's refusal)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -187,11 +238,23 @@ class DeployScreen(JobWatching, Screen[None]):
                 with Horizontal(classes="field-row"):
                     yield Label(label, classes="field-label")
                     yield Select[str]([], id=f"select-{name}", prompt=f"choose a {label.lower()}")
-            for name, label in (("disks", "Disk offerings"), ("networks", "Networks")):
+            with Horizontal(classes="field-row", id="custom-row"):
+                yield Label("Custom size", classes="field-label")
+                for field, input_id, title in CUSTOM:
+                    with Vertical(classes="custom-field"):
+                        size_input = Input(id=input_id)
+                        size_input.border_title = title
+                        yield size_input
+                        yield Static("", id=f"hint-{field}", classes="hint", markup=False)
+            for name, label, none in (
+                ("disks", "Disk offerings", "none in this zone"),
+                ("networks", "Networks", "none in this zone"),
+                ("groups", "Affinity groups", "none for this account"),
+            ):
                 with Horizontal(classes="field-row list-row"):
                     yield Label(label, classes="field-label")
                     yield SelectionList[str](id=f"select-{name}", compact=True)
-                    yield Static("none in this zone", id=f"none-{name}", classes="none")
+                    yield Static(none, id=f"none-{name}", classes="none")
             with Horizontal(classes="field-row"):
                 yield Label("Fixed IP", classes="field-label")
                 yield Input(placeholder="optional: on the first network", id="input-ip")
@@ -242,13 +305,18 @@ class DeployScreen(JobWatching, Screen[None]):
         self._options("template", templates)
         self._options("offering", [(f"{o.name} ({o.note})", o.uuid) for o in choices.offerings])
         self._options("host", [(f"{h.name} ({h.note})", h.uuid) for h in choices.hosts])
-        for name, items in (("disks", choices.disk_offerings), ("networks", choices.networks)):
+        for name, items in (
+            ("disks", choices.disk_offerings),
+            ("networks", choices.networks),
+            ("groups", choices.affinity_groups),
+        ):
             selection = self.query_one(f"#select-{name}", SelectionList)
             selection.clear_options()
             selection.add_options([(f"{c.name} ({c.note})", c.uuid) for c in items])
             selection.display = bool(items)
             self.query_one(f"#none-{name}", Static).display = not items
         self.loaded = True
+        self._offering_changed()
         self._changed()
 
     def _options(self, name: str, options: list[tuple[str, str]]) -> None:
@@ -267,15 +335,84 @@ class DeployScreen(JobWatching, Screen[None]):
         ):
             self._load(event.value)
 
+    @on(Select.Changed, "#select-offering")
+    def _offering_select_changed(self, _event: Select.Changed) -> None:
+        self._offering_changed()
+
+    def limits(self) -> SizeLimits | None:
+        """The size limits of the chosen offering when it is customized."""
+        offering = self._value("offering")
+        if self.choices is None or offering is None:
+            return None
+        return self.choices.custom.get(offering)
+
+    def _offering_changed(self) -> None:
+        """A customized offering shows the size inputs, filled with its defaults."""
+        limits = self.limits()
+        self.query_one("#custom-row").display = limits is not None
+        offering = self._value("offering")
+        if limits is None or offering == self.custom_for:
+            return
+        self.custom_for = offering
+        defaults = (
+            str(limits.default_cpu_count),
+            str(limits.default_cpu_mhz),
+            human_memory(limits.default_memory_bytes),
+        )
+        for (_field, input_id, _title), value in zip(CUSTOM, defaults, strict=True):
+            self.query_one(f"#{input_id}", Input).value = value
+
+    def custom_sizes(self) -> tuple[dict[str, int], dict[str, str]]:
+        """The typed sizes, and field -> why it is refused (unreadable or out of limits)."""
+        limits = self.limits()
+        if limits is None:
+            return {}, {}
+        values: dict[str, int] = {}
+        errors: dict[str, str] = {}
+        for field, input_id, _title in CUSTOM:
+            text = self.query_one(f"#{input_id}", Input).value
+            try:
+                if field == "memory_bytes":
+                    values[field] = parse_memory(text)
+                else:
+                    values[field] = parse_count(text)
+            except ValueError as exc:
+                errors[field] = str(exc)
+        if len(values) == len(FIELDS):
+            errors.update(size_errors(limits, *(values[f] for f in FIELDS)))
+        else:
+            checked = size_errors(
+                limits, *(values.get(f, limits_default(limits, f)) for f in FIELDS)
+            )
+            errors.update({f: m for f, m in checked.items() if f in values})
+        return values, errors
+
+    def _show_hints(self, errors: dict[str, str]) -> None:
+        limits = self.limits()
+        if limits is None:
+            return
+        if self.engine_error is not None and self.engine_error[0] not in errors:
+            errors = {**errors, self.engine_error[0]: self.engine_error[1]}
+        for field, _input_id, _title in CUSTOM:
+            hint = self.query_one(f"#hint-{field}", Static)
+            if field in errors:
+                hint.update(f"✗ {errors[field]}")
+                hint.add_class("field-error")
+            else:
+                hint.update(limits.range_text(field))
+                hint.remove_class("field-error")
+
     @on(Select.Changed)
     @on(Input.Changed)
     @on(SelectionList.SelectedChanged)
     def _any_change(self, _event: Any) -> None:
+        self.engine_error = None
         self._changed()
 
     def _changed(self) -> None:
         """A choice changed: the last preview no longer matches, Deploy waits for a new one."""
         deploy = self.query_one("#deploy", Button)
+        self._show_hints(self.custom_sizes()[1])
         try:
             wanted = self.wanted()
         except ValueError:
@@ -309,6 +446,10 @@ class DeployScreen(JobWatching, Screen[None]):
             raise ValueError(f"count must be 1 to {MAX_COUNT}, got {text!r}")
         names = (name,) if count == 1 else tuple(f"{name}-{i}" for i in range(1, count + 1))
         host = self._value("host") if self.caller.is_admin else None
+        sizes, errors = self.custom_sizes()
+        if errors:
+            refused = "; ".join(f"{what(f)} {errors[f]}" for f in FIELDS if f in errors)
+            raise ValueError(f"custom size: {refused}")
         request = DeployRequest(
             name=names[0],
             zone=str(zone),
@@ -318,11 +459,20 @@ class DeployScreen(JobWatching, Screen[None]):
             disk_offerings=tuple(self.query_one("#select-disks", SelectionList).selected),
             ip_address=self.query_one("#input-ip", Input).value.strip() or None,
             host=host,
+            affinity_groups=tuple(self.query_one("#select-groups", SelectionList).selected),
+            **sizes,
         )
         return Wanted(request, count, names, host)
 
     def _error(self, text: str) -> None:
         self.query_one("#deploy-error", Static).update(Text(text))
+
+    def _field_error(self, error: BaseException, text: str) -> None:
+        """The engine refused a custom size: say so next to that field too."""
+        field = getattr(error, "field", None)
+        if field in FIELDS and self.limits() is not None:
+            self.engine_error = (field, text)
+            self._show_hints({})
 
     # --- preview -------------------------------------------------------------------------------
 
@@ -371,6 +521,7 @@ class DeployScreen(JobWatching, Screen[None]):
     def _preview_failed(self, error: BaseException) -> None:
         self.preview, self.previewed = None, None
         text = failure_message(error, "the placement preview")
+        self._field_error(error, text)
         self._error(f"Cannot deploy: {text}" if isinstance(error, StratusError) else text)
         self.query_one("#deploy-preview", Static).update(
             Text("nothing fits: see the reasons above", style="dim")
@@ -422,6 +573,7 @@ class DeployScreen(JobWatching, Screen[None]):
 
     def _refused(self, name: str, error: BaseException) -> None:
         text = failure_message(error, f"deploying {name}")
+        self._field_error(error, text)
         self._error(text)
         self.notify(escape(text), title="Deploy refused", severity="error")
         self._finish()
@@ -439,3 +591,7 @@ class DeployScreen(JobWatching, Screen[None]):
 
     async def action_back(self) -> None:
         await self.app.run_action("back")
+
+
+def limits_default(limits: SizeLimits, field: str) -> int:
+    return int(getattr(limits, f"default_{field}"))
