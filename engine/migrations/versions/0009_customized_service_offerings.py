@@ -1,6 +1,6 @@
 """wizard: customized service offerings (per-VM sizes within limits)
 
-Revision ID: 0012
+Revision ID: 0009
 Revises: 0008
 Create Date: 2026-11-24 16:11:26.012899
 """
@@ -12,7 +12,7 @@ import sqlmodel
 from alembic import op
 
 
-revision: str = '0012'
+revision: str = '0009'
 down_revision: str | None = '0008'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
