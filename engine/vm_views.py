@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from sqlmodel import Session, col, func, select
 
-from engine.compute.deploy import DeployRequest, affinity_groups_for, vm_sizes
+from engine.compute.deploy import DeployRequest, affinity_groups_for, root_disk, vm_sizes
 from engine.context import Caller
 from engine.custom_sizes import SizeLimits, size_limits
 from engine.errors import InsufficientCapacity, InvalidParameter, NotFound
@@ -412,6 +412,7 @@ class DeployPreview:
     memory_bytes: int = 0
     custom: bool = False  # the sizes are the VM's own (customized offering)
     affinity_groups: tuple[Choice, ...] = ()  # the groups it joins, note: type and members
+    boot_iso: str = ""  # deployed from this ISO: it boots onto a blank root disk
 
     @property
     def size_line(self) -> str:
@@ -445,11 +446,11 @@ def deploy_preview(
         sizes = vm_sizes(label, offering, request)
         groups = affinity_groups_for(session, label, account, request.affinity_groups)
         group_notes = {c.uuid: c for c in affinity_group_choices(session, account.id) if c.uuid}
-    volumes = [
-        VolumeRequest(
-            size_bytes=template.size_bytes, storage_tags=offering.storage_tags, name="ROOT"
-        )
-    ]
+    root = root_disk(label, template, disks)
+    if root.offering is not None:  # an ISO's blank root disk, sized by the first offering
+        disks = disks[1:]
+    root_tags = root.offering.storage_tags if root.offering is not None else offering.storage_tags
+    volumes = [VolumeRequest(size_bytes=root.size_bytes, storage_tags=root_tags, name="ROOT")]
     volumes += [
         VolumeRequest(size_bytes=d.disk_size_bytes, storage_tags=d.storage_tags, name=f"DATA-{i}")
         for i, d in enumerate(disks, start=1)
@@ -502,4 +503,5 @@ def deploy_preview(
         affinity_groups=tuple(
             group_notes.get(g.uuid, Choice(g.uuid, g.name, g.group_type)) for g in groups
         ),
+        boot_iso=template.name if root.from_iso else "",
     )

@@ -19,7 +19,7 @@ from compute_world import (
 )
 from helpers import events, rejects
 from sqlalchemy import update
-from sqlmodel import col
+from sqlmodel import col, select
 
 from engine.bootstrap import Cloud
 from engine.compute import (
@@ -367,3 +367,72 @@ def test_a_bad_cdrom_file_is_refused(cdrom: str, fragment: str) -> None:
     with pytest.raises(InvalidParameter, match=fragment) as info:
         build_domain_xml(_spec(cdrom))
     assert info.value.field == "cdrom"
+
+
+# --- deploy from an ISO ----------------------------------------------------------------------
+
+
+def test_a_vm_deployed_from_an_iso_boots_it_onto_a_blank_root_disk(
+    world, manager, runner, tmp_path
+) -> None:
+    from engine import offerings
+    from engine.models import Volume
+
+    cloud = world.cloud
+    installer = make_iso(cloud, tmp_path, "installer")
+    path, _fmt = template_path_in_zone(cloud.db, installer.uuid, "z1")
+    offerings.create_disk_offering(cloud.admin, "root-8g", disk_size_bytes=8 * 2**30)
+    offerings.create_disk_offering(cloud.admin, "data-1g", disk_size_bytes=2**30)
+    request = DeployRequest(
+        "fromiso",
+        zone="z1",
+        offering="tiny",
+        template="installer",
+        networks=["guest"],
+        disk_offerings=["root-8g", "data-1g"],
+    )
+    _vm, job = deploy_vm(cloud.admin, request)
+    run(runner, job)
+
+    vm = vm_by_name(cloud, "fromiso")
+    assert vm.state == VmState.RUNNING
+    assert (vm.template_id, vm.iso_id) == (installer.id, installer.id)
+    with cloud.db.read() as session:
+        volumes = session.exec(
+            select(Volume).where(Volume.vm_id == vm.id).order_by(col(Volume.device_id))
+        ).all()
+    # The first disk offering sized the blank root disk; the others are data disks.
+    assert [(v.volume_type, v.size_bytes, v.template_id) for v in volumes] == [
+        ("ROOT", 8 * 2**30, None),
+        ("DATADISK", 2**30, None),
+    ]
+    live = domains.domain_xml_of(host_of(manager, world, vm), vm.instance_name)
+    assert cdrom_of(live) == str(path)
+    # The disk first (blank until installed onto), then the ISO.
+    assert live.index("<boot dev='hd'/>") < live.index("<boot dev='cdrom'/>")
+    assert "deploy VM 'fromiso' (tiny, ISO 'installer')" in told(cloud)
+
+
+def test_an_iso_deploy_without_a_disk_offering_for_its_root_disk_is_refused(
+    world, tmp_path
+) -> None:
+    cloud = world.cloud
+    make_iso(cloud, tmp_path, "installer")
+    request = DeployRequest(
+        "fromiso", zone="z1", offering="tiny", template="installer", networks=["guest"]
+    )
+    with rejects(
+        cloud,
+        InvalidParameter,
+        "VM 'fromiso': ISO 'installer' boots onto a blank root disk",
+        field="disk_offerings",
+    ):
+        deploy_vm(cloud.admin, request)
+    source = tmp_path / "data.iso"
+    source.write_bytes(iso_bytes())
+    register_iso(cloud.admin, "data", zone="z1", source=source, bootable=False)
+    with rejects(cloud, InvalidParameter, "VM 'other': ISO 'data' is not bootable"):
+        deploy_vm(
+            cloud.admin,
+            DeployRequest("other", zone="z1", offering="tiny", template="data", networks=["guest"]),
+        )

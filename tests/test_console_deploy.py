@@ -543,3 +543,41 @@ def test_deploy_custom_size_and_affinity_snapshot(cloud: Cloud, snap_compare: An
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=(120, 48), run_before=filled)
+
+
+def test_an_iso_deploys_onto_a_blank_root_disk_sized_by_the_first_disk_offering(
+    cloud: Cloud, tmp_path: Path
+) -> None:
+    from test_compute_attach import make_iso
+
+    make_compute_world(cloud, tmp_path)
+    installer = make_iso(cloud, tmp_path, "installer")
+    offerings.create_disk_offering(cloud.admin, "root-4g", disk_size_bytes=4 * GIB)
+
+    async def scenario(app: StratusApp, pilot: Pilot) -> None:
+        await runner_started(app, pilot)
+        screen = await open_wizard(app, pilot)
+        choices = screen.choices
+        assert choices is not None and [i.name for i in choices.isos] == ["installer"]
+        await choose(pilot, screen, name="inst")
+        screen.query_one("#select-template", Select).value = installer.uuid
+        await pilot.pause()
+        # Without a disk offering for its root disk, the engine's refusal says what to do.
+        await pilot.press("f5")
+        error = screen.query_one("#deploy-error", Static)
+        await wait_for(pilot, lambda: str(error.render()) != "", "the refusal")
+        assert "ISO 'installer' boots onto a blank root disk" in str(error.render())
+        disks = screen.query_one("#select-disks", SelectionList)
+        disks.select(next(d.uuid for d in choices.disk_offerings if d.name == "root-4g"))
+        await pilot.pause()
+        await click(pilot, screen, "#preview")
+        await wait_for(pilot, lambda: screen.preview is not None, "the preview")
+        shown = text_of(screen, "#deploy-preview")
+        assert "ROOT (4 GiB) → primary" in shown
+        assert "ISO installer in the CD-ROM drive; ROOT is a blank disk" in shown
+        await click(pilot, screen, "#deploy")
+        await wait_for(pilot, lambda: vms(cloud) == {"inst": "Running"}, "Running", seconds=40)
+
+    run_console(cloud, scenario)
+    vm = vm_by_name(cloud, "inst")
+    assert (vm.template_id, vm.iso_id) == (installer.id, installer.id)

@@ -108,6 +108,36 @@ class DeployRequest:
     affinity_groups: Sequence[str] = ()
 
 
+@dataclass(frozen=True)
+class RootDisk:
+    """What a VM's root disk is made of: a copy of its template, or (deployed from an ISO)
+    a blank disk the size of the first disk offering, as CloudStack's ISO deploy takes it."""
+
+    size_bytes: int
+    from_iso: bool = False
+    offering: DiskOffering | None = None
+
+
+def root_disk(label: str, template: Template, disks: Sequence[DiskOffering]) -> RootDisk:
+    """The root disk a deploy of `template` gets; `disks` are the deploy's disk offerings,
+    the first of which sizes the blank root disk of an ISO deploy."""
+    if not template.bootable:
+        raise InvalidParameter(
+            f"{label}: {'ISO' if template.format == ImageFormat.ISO else 'template'} "
+            f"'{template.name}' is not bootable",
+            field="template",
+        )
+    if template.format != ImageFormat.ISO:
+        return RootDisk(template.size_bytes)
+    if not disks:
+        raise InvalidParameter(
+            f"{label}: ISO '{template.name}' boots onto a blank root disk: choose a disk "
+            "offering for it (the first disk offering sizes the root disk)",
+            field="disk_offerings",
+        )
+    return RootDisk(disks[0].disk_size_bytes, from_iso=True, offering=disks[0])
+
+
 # --- validate and submit ---------------------------------------------------------------
 
 
@@ -180,10 +210,6 @@ def prepare_deploy(
         )
     sizes = vm_sizes(label, offering, request)
     template = resolve(session, Template, request.template, "template", field="template")
-    if template.format == ImageFormat.ISO or not template.bootable:
-        raise InvalidParameter(
-            f"{label}: '{template.name}' is not a bootable template", field="template"
-        )
     ready_copy(session, template, zone)
     networks = _networks_for(session, label, zone, request.networks, account.id)  # type: ignore[arg-type]
     disks = [
@@ -197,6 +223,8 @@ def prepare_deploy(
                 "not supported at deploy)",
                 field="disk_offerings",
             )
+    root = root_disk(label, template, disks)
+    disks = disks[1:] if root.offering is not None else disks
     groups = affinity_groups_for(session, label, account, request.affinity_groups)
     ip_address = None
     if request.ip_address:
@@ -231,6 +259,9 @@ def prepare_deploy(
         zone_id=zone.id,  # type: ignore[arg-type]
         service_offering_id=offering.id,
         template_id=template.id,
+        # Deployed from an ISO: it stays in the drive, the VM boots it (and installs onto
+        # its blank root disk) until the disk boots by itself.
+        iso_id=template.id if root.from_iso else None,
         cpu_count=sizes[0],
         cpu_mhz=sizes[1],
         memory_bytes=sizes[2],
@@ -251,8 +282,9 @@ def prepare_deploy(
             vm_id=vm.id,
             device_id=0,
             volume_type=VolumeType.ROOT,
-            template_id=template.id,
-            size_bytes=template.size_bytes,
+            template_id=None if root.from_iso else template.id,
+            disk_offering_id=root.offering.id if root.offering is not None else None,
+            size_bytes=root.size_bytes,
             format=ImageFormat.QCOW2,
             state=VolumeState.ALLOCATED,
         )
@@ -299,8 +331,8 @@ def prepare_deploy(
         "VM.CREATE",
         "VirtualMachine",
         vm,
-        f"deploy VM '{name}' ({offering.name}{_custom_note(offering, sizes)}, template "
-        f"'{template.name}') in zone '{zone.name}'"
+        f"deploy VM '{name}' ({offering.name}{_custom_note(offering, sizes)}, "
+        f"{'ISO' if root.from_iso else 'template'} '{template.name}') in zone '{zone.name}'"
         + (f", affinity groups {', '.join(g.name for g in groups)}" if groups else ""),
     )
     return vm, params

@@ -101,6 +101,12 @@ def preview_renderable(preview: DeployPreview) -> Group:
         "Pools", ", ".join(f"{v.name} ({_size(v.size_bytes)}) → {v.pool_name}" for v in volumes)
     )
     head.add_row("Size", preview.size_line)
+    if preview.boot_iso:
+        head.add_row(
+            "Boot",
+            f"ISO {preview.boot_iso} in the CD-ROM drive; ROOT is a blank disk sized by the "
+            "first disk offering, to install onto",
+        )
     if preview.affinity_groups:
         head.add_row("Affinity", ", ".join(f"{g.name} ({g.note})" for g in preview.affinity_groups))
     head.add_row("Hosts", f"{why.fitting} of {why.hosts} hosts of zone {why.zone} fit")
