@@ -478,3 +478,30 @@ def test_a_migration_moves_the_vm_its_claim_and_its_capacity(
         source.name: [],
         target.name: [vm.instance_name],
     }
+
+
+def test_change_to_a_customized_offering_takes_the_vms_own_sizes_within_its_limits(
+    world, runner
+) -> None:
+    cloud = world.cloud
+    vm = deployed(world, runner)
+    offerings.create_service_offering(
+        cloud.admin,
+        "flex",
+        cpu_count=1,
+        cpu_mhz=500,
+        memory_bytes=128 * MIB,
+        customized=True,
+        min_cpu_count=1,
+        max_cpu_count=4,
+        min_memory_bytes=64 * MIB,
+        max_memory_bytes=512 * MIB,
+    )
+    run(runner, stop_vm(cloud.admin, vm.uuid, forced=True))
+    with rejects(cloud, InvalidParameter, "VM 'web1'", "8 CPUs is outside 1-4", "'flex'"):
+        change_offering(cloud.admin, vm.uuid, "flex", cpu_count=8)
+    with rejects(cloud, InvalidParameter, "service offering 'tiny' is not customized"):
+        change_offering(cloud.admin, vm.uuid, "tiny", cpu_count=2)
+    changed = change_offering(cloud.admin, vm.uuid, "flex", cpu_count=3, memory_bytes=256 * MIB)
+    assert (changed.cpu_count, changed.cpu_mhz, changed.memory_bytes) == (3, 500, 256 * MIB)
+    assert vm_by_name(cloud, "web1").memory_bytes == 256 * MIB

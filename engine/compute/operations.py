@@ -22,7 +22,7 @@ from sqlmodel import Session, col, select
 
 from engine.compute import cleanup
 from engine.compute.context import StepContext, hosts_of, step_done
-from engine.compute.deploy import load_vm
+from engine.compute.deploy import DeployRequest, load_vm, vm_sizes
 from engine.compute.domain import attached_volumes, domain_xml
 from engine.compute.states import require_state, set_reason, transition
 from engine.context import Caller
@@ -753,9 +753,18 @@ def recover_migrate(ctx: StepContext) -> str:
 # --- change offering -------------------------------------------------------------------------
 
 
-def change_offering(caller: Caller, vm_ref: str, offering_ref: str) -> VirtualMachine:
+def change_offering(
+    caller: Caller,
+    vm_ref: str,
+    offering_ref: str,
+    *,
+    cpu_count: int | None = None,
+    cpu_mhz: int | None = None,
+    memory_bytes: int | None = None,
+) -> VirtualMachine:
     """A Stopped VM gets a new service offering's sizes (CloudStack's scale of a stopped
-    VM), refused when no host of its zone could run it."""
+    VM), refused when no host of its zone could run it. A customized offering takes the
+    VM's own sizes within its limits (its defaults for those not given)."""
     with caller.db.read() as session:
         vm = resolve(session, VirtualMachine, vm_ref, "VM", field="vm")
         offering = resolve(session, ServiceOffering, offering_ref, "offering", field="offering")
@@ -768,8 +777,23 @@ def change_offering(caller: Caller, vm_ref: str, offering_ref: str) -> VirtualMa
             f"VM '{vm.name}': service offering '{offering.name}' is not an active user offering",
             field="offering",
         )
+    wanted = DeployRequest(
+        vm.name, "", offering.uuid, "", cpu_count=cpu_count, cpu_mhz=cpu_mhz,
+        memory_bytes=memory_bytes,
+    )  # fmt: skip
+    sizes = vm_sizes(f"VM '{vm.name}'", offering, wanted)
     # Raises InsufficientCapacity (naming what excluded each host) when nothing fits.
-    preview(caller, PlacementRequest(zone=zone.uuid, offering=offering.uuid, account=account.uuid))
+    if offering.is_customized:
+        request = PlacementRequest(
+            zone=zone.uuid,
+            cpu_count=sizes[0],
+            cpu_mhz=sizes[1],
+            memory_bytes=sizes[2],
+            account=account.uuid,
+        )
+    else:
+        request = PlacementRequest(zone=zone.uuid, offering=offering.uuid, account=account.uuid)
+    preview(caller, request)
     with caller.db.write() as session:
         row = session.get(VirtualMachine, vm.id)
         assert row is not None
@@ -780,9 +804,9 @@ def change_offering(caller: Caller, vm_ref: str, offering_ref: str) -> VirtualMa
             S.STOPPED,
             what="change its offering",
             service_offering_id=offering.id,
-            cpu_count=offering.cpu_count,
-            cpu_mhz=offering.cpu_mhz,
-            memory_bytes=offering.memory_bytes,
+            cpu_count=sizes[0],
+            cpu_mhz=sizes[1],
+            memory_bytes=sizes[2],
         )
         record_event(
             session,
