@@ -218,3 +218,34 @@ def any_cloud(db_url: str) -> Iterator[Cloud]:
     opened = open_cloud(db_url)
     yield opened
     opened.db.dispose()
+
+
+# --- the compute world: test-driver hosts, a host manager and a job runner -------------------
+# Shared by the compute, attach and maintenance tests; a module may override any of them
+# (more workers, a patched world) with a fixture of the same name.
+
+
+@pytest.fixture
+def world(cloud: Cloud, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """`compute_world.make_compute_world`: zone z1, two test-driver hosts, template 'tiny',
+    network 'guest', offering 'tiny'."""
+    from compute_world import make_compute_world
+
+    return make_compute_world(cloud, tmp_path)
+
+
+@pytest.fixture
+def manager(cloud: Cloud):  # type: ignore[no-untyped-def]
+    from engine.hosts.manager import HostManager
+
+    m = HostManager(cloud.db, debounce=0.1)
+    yield m
+    m.close()
+
+
+@pytest.fixture
+def runner(cloud: Cloud, manager):  # type: ignore[no-untyped-def]
+    from engine.jobs import JobRunner
+
+    with JobRunner(cloud.db, workers=2, hosts=manager, poll_seconds=0.05) as r:
+        yield r

@@ -5,7 +5,6 @@ running QEMU guest is in test_compute_attach_qemu.py: the test driver cannot do 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,6 @@ from compute_world import (
     DirectContext,
     claims,
     host_usage,
-    make_compute_world,
     vm_by_name,
 )
 from helpers import events, rejects
@@ -73,24 +71,6 @@ def make_iso(cloud: Cloud, tmp_path: Path, name: str, zone: str = "z1") -> Templ
     source = tmp_path / f"{name}.iso"
     source.write_bytes(iso_bytes())
     return register_iso(cloud.admin, name, zone=zone, source=source, is_public=True)
-
-
-@pytest.fixture
-def world(cloud: Cloud, tmp_path: Path) -> ComputeWorld:
-    return make_compute_world(cloud, tmp_path)
-
-
-@pytest.fixture
-def manager(cloud: Cloud) -> Iterator[HostManager]:
-    m = HostManager(cloud.db, debounce=0.1)
-    yield m
-    m.close()
-
-
-@pytest.fixture
-def runner(cloud: Cloud, manager: HostManager) -> Iterator[JobRunner]:
-    with JobRunner(cloud.db, workers=2, hosts=manager, poll_seconds=0.05) as r:
-        yield r
 
 
 def deployed(world: ComputeWorld, runner: JobRunner, name: str = "web1") -> VirtualMachine:

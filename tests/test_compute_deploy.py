@@ -4,9 +4,6 @@ volume, address, claim or domain is left behind and the VM is in Error with the 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from compute_world import (
     ComputeWorld,
@@ -14,7 +11,6 @@ from compute_world import (
     domains_everywhere,
     host_usage,
     live_volumes,
-    make_compute_world,
     nics,
     pool_files,
     pool_row,
@@ -31,7 +27,7 @@ from engine.errors import AlreadyExists, InvalidParameter, NotFound
 from engine.hosts import domains
 from engine.hosts.errors import HypervisorError
 from engine.hosts.manager import HostManager
-from engine.jobs import JobRunner, get_job, job_steps
+from engine.jobs import get_job, job_steps
 from engine.models import (
     ClaimState,
     JobState,
@@ -41,24 +37,6 @@ from engine.models import (
     VolumeState,
 )
 from engine.settings import update_setting
-
-
-@pytest.fixture
-def world(cloud: Cloud, tmp_path: Path) -> ComputeWorld:
-    return make_compute_world(cloud, tmp_path)
-
-
-@pytest.fixture
-def manager(cloud: Cloud) -> Iterator[HostManager]:
-    m = HostManager(cloud.db, debounce=0.1)
-    yield m
-    m.close()
-
-
-@pytest.fixture
-def runner(cloud: Cloud, manager: HostManager) -> Iterator[JobRunner]:
-    with JobRunner(cloud.db, workers=2, hosts=manager, poll_seconds=0.05) as r:
-        yield r
 
 
 def request(name: str = "web1", **kwargs: object) -> DeployRequest:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from compute_world import (
@@ -57,18 +56,6 @@ from engine.models import (
     utcnow,
 )
 from engine.settings import update_setting
-
-
-@pytest.fixture
-def world(cloud: Cloud, tmp_path: Path) -> ComputeWorld:
-    return make_compute_world(cloud, tmp_path)
-
-
-@pytest.fixture
-def manager(cloud: Cloud) -> Iterator[HostManager]:
-    m = HostManager(cloud.db, debounce=0.1)
-    yield m
-    m.close()
 
 
 @pytest.fixture

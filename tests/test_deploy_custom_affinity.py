@@ -4,7 +4,6 @@ fails; anti-affinity spreads the VMs over hosts, and the preview says when it ca
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,8 +16,6 @@ from engine import offerings
 from engine.bootstrap import Cloud
 from engine.compute import DeployRequest, deploy_vm
 from engine.errors import InsufficientCapacity, InvalidParameter, NotFound
-from engine.hosts.manager import HostManager
-from engine.jobs import JobRunner
 from engine.models import AffinityGroup, AffinityGroupMember, JobState, VmState
 from engine.placement import create_affinity_group
 from engine.vm_views import deploy_choices, deploy_preview
@@ -44,14 +41,6 @@ def world(cloud: Cloud, tmp_path: Path) -> ComputeWorld:
         max_memory_bytes=2 * GIB,
     )
     return made
-
-
-@pytest.fixture
-def runner(cloud: Cloud) -> Iterator[JobRunner]:
-    manager = HostManager(cloud.db, debounce=0.1)
-    with JobRunner(cloud.db, workers=2, hosts=manager, poll_seconds=0.05) as r:
-        yield r
-    manager.close()
 
 
 def request(name: str = "web1", **kwargs: object) -> DeployRequest:

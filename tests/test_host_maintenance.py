@@ -9,17 +9,13 @@ part and compute's bookkeeping (claims, counters, states), not libvirt's migrati
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from compute_world import (
-    ComputeWorld,
     claims,
     domains_everywhere,
     host_rows,
     host_usage,
-    make_compute_world,
     vm_by_name,
 )
 from helpers import events, rejects, set_columns
@@ -36,31 +32,12 @@ from engine.hosts.maintenance import (
     maintenance_plan,
     prepare_host_for_maintenance,
 )
-from engine.hosts.manager import HostManager
 from engine.jobs import JobRunner, cancel_job, get_job
 from engine.jobs.queue import append_step
 from engine.models import ClaimState, Host, Job, JobState, VirtualMachine, VmState
 from engine.placement import PlacementRequest, preview
 
 GIB = 2**30
-
-
-@pytest.fixture
-def world(cloud: Cloud, tmp_path: Path) -> ComputeWorld:
-    return make_compute_world(cloud, tmp_path)
-
-
-@pytest.fixture
-def manager(cloud: Cloud) -> Iterator[HostManager]:
-    m = HostManager(cloud.db, debounce=0.1)
-    yield m
-    m.close()
-
-
-@pytest.fixture
-def runner(cloud: Cloud, manager: HostManager) -> Iterator[JobRunner]:
-    with JobRunner(cloud.db, workers=2, hosts=manager, poll_seconds=0.05) as r:
-        yield r
 
 
 @pytest.fixture
