@@ -217,25 +217,32 @@ class OfferingChoice:
     cpu_mhz: int
     memory_bytes: int
     current: bool
+    # A customized offering: the VM names its own sizes within these limits.
+    limits: SizeLimits | None = None
 
     @property
     def line(self) -> str:
-        text = f"{self.name}: {self.cpu_count} x {self.cpu_mhz} MHz, {_gib(self.memory_bytes)}"
+        if self.limits is not None:
+            limits = self.limits
+            text = (
+                f"{self.name}: customized, {limits.range_text('cpu_count')}, "
+                f"{limits.range_text('cpu_mhz')}, {limits.range_text('memory_bytes')}"
+            )
+        else:
+            text = f"{self.name}: {self.cpu_count} x {self.cpu_mhz} MHz, {_gib(self.memory_bytes)}"
         return text + ("  (current)" if self.current else "")
 
 
 def offering_choices(caller: Caller, vm_ref: str) -> list[OfferingChoice]:
+    """The active user offerings a Stopped VM may change to; a customized one (the VM
+    then names its sizes) carries its limits. The current one is marked."""
     with caller.db.read() as session:
         vm = resolve(session, VirtualMachine, vm_ref, "VM", field="vm")
-        # A customized offering needs the VM's own sizes, which a change of offering does
-        # not ask for: it is listed only as the VM's current offering.
         rows = session.exec(
             select(ServiceOffering)
             .where(
                 ServiceOffering.state == "Active",
                 col(ServiceOffering.is_system).is_(False),
-                col(ServiceOffering.is_customized).is_(False)
-                | (ServiceOffering.id == vm.service_offering_id),
             )
             .order_by(
                 col(ServiceOffering.cpu_count),
@@ -251,7 +258,9 @@ def offering_choices(caller: Caller, vm_ref: str) -> list[OfferingChoice]:
                 o.cpu_count,
                 o.cpu_mhz,
                 o.memory_bytes,
-                o.id == vm.service_offering_id,
+                # A customized current offering may still be chosen: new sizes of its own.
+                o.id == vm.service_offering_id and not o.is_customized,
+                size_limits(o) if o.is_customized else None,
             )
             for o in rows
         ]

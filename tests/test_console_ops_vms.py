@@ -16,7 +16,7 @@ from placement_world import set_host
 from screens_support import ScreenApp, build_world, screen_text
 from sqlmodel import select
 from textual.pilot import Pilot
-from textual.widgets import Input, OptionList
+from textual.widgets import Input, OptionList, Static
 
 from engine import offerings, topology
 from engine.bootstrap import Cloud
@@ -331,3 +331,56 @@ def test_migration_target_list_snapshot(cloud: Cloud, snap_compare: Any) -> None
         await wait_for(pilot, lambda: getattr(pilot.app.screen, "loaded", False), "targets")
 
     assert snap_compare(app, terminal_size=(120, 30), run_before=loaded)
+
+
+def test_change_to_a_customized_offering_asks_for_the_sizes_within_its_limits(
+    cloud: Cloud, tmp_path: Path
+) -> None:
+    from tui.screens.vm_actions import CustomSizesForm
+
+    world = make_compute_world(cloud, tmp_path)
+    flex = offerings.create_service_offering(
+        cloud.admin,
+        "flex",
+        cpu_count=1,
+        cpu_mhz=500,
+        memory_bytes=128 * MIB,
+        customized=True,
+        max_cpu_count=4,
+        max_memory_bytes=1024 * MIB,
+    )
+
+    async def scenario(app: StratusApp, pilot: Pilot) -> None:
+        await deploy(app, pilot, world, "web")
+        await to_row(app, pilot, "web")
+        await pilot.press("T")
+        await dialog_open(app, pilot)
+        await pilot.click("#confirm")
+        await wait_for(pilot, lambda: state(cloud, "web") == VmState.STOPPED, "stopped")
+        await pilot.press("c")
+        await wait_for(pilot, lambda: isinstance(app.screen, OfferingDialog), "the offerings")
+        await wait_for(pilot, lambda: app.screen.loaded, "loaded")
+        assert "flex: customized, 1-4 CPUs, at least 100 MHz, 32 MiB-1 GiB" in screen_text(app)
+        options = app.screen.query_one("#choice-list", OptionList)
+        options.highlighted = options.get_option_index(flex.uuid)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, CustomSizesForm), "the sizes")
+        form = app.screen
+        await wait_for(pilot, lambda: form.loaded, "the VM's sizes")
+        assert form.query_one("#input-cpu_count", Input).value == "1"  # the VM's own
+        assert form.query_one("#input-memory_bytes", Input).value == "64"
+        # Outside the limits: refused next to the field, nothing changes.
+        form.query_one("#input-cpu_count", Input).value = "8"
+        await pilot.press("ctrl+s")
+        error = form.query_one("#error-cpu_count", Static)
+        await wait_for(pilot, lambda: "8 CPUs is outside 1-4 CPUs" in str(error.render()), "!")
+        assert vm_by_name(cloud, "web").service_offering_id != flex.id
+        form.query_one("#input-cpu_count", Input).value = "3"
+        form.query_one("#input-memory_bytes", Input).value = "512"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: vm_by_name(cloud, "web").cpu_count == 3, "new sizes")
+        await wait_for(pilot, lambda: any("offering flex" in t for t in toasts(app)), "toast")
+
+    run_console(cloud, scenario)
+    vm = vm_by_name(cloud, "web")
+    assert (vm.service_offering_id, vm.memory_bytes) == (flex.id, 512 * MIB)

@@ -218,15 +218,21 @@ def test_a_group_with_vms_is_not_deleted_until_they_leave(world) -> None:
     assert affinity_groups_overview(cloud.admin) == []
 
 
-def test_a_change_of_offering_does_not_offer_a_customized_one(world) -> None:
+def test_a_change_of_offering_offers_a_customized_one_with_its_limits(world) -> None:
     from engine.vm_views import offering_choices
 
     cloud = world.cloud
     vm, _job = deploy_vm(cloud.admin, request())
-    assert [c.name for c in offering_choices(cloud.admin, vm.uuid)] == ["tiny"]
+    shown = offering_choices(cloud.admin, vm.uuid)
+    assert [(c.name, c.current, c.limits is not None) for c in shown] == [
+        ("tiny", True, False),
+        ("flex", False, True),
+    ]
+    assert shown[1].line == "flex: customized, 1-4 CPUs, 250-1500 MHz, 64 MiB-2 GiB"
+    # A VM of the customized offering may choose it again: new sizes of its own.
     flexed, _job = deploy_vm(cloud.admin, request("flexed", offering="flex", cpu_count=2))
     shown = offering_choices(cloud.admin, flexed.uuid)
-    assert [(c.name, c.current) for c in shown] == [("tiny", False), ("flex", True)]
+    assert [(c.name, c.current) for c in shown] == [("tiny", False), ("flex", False)]
 
 
 def test_a_deploy_cancelled_before_it_ran_leaves_its_groups(world) -> None:

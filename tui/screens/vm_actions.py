@@ -54,10 +54,12 @@ from engine.compute.queries import (
 )
 from engine.context import Caller
 from engine.details import VmDetail
+from engine.errors import InvalidParameter
 from engine.job_views import JobView
 from engine.models import Job, VirtualMachine
 from engine.storage.volumes import attach_volume, detach_volume
 from engine.vm_views import MigrationTargets, OfferingChoice, VmSummary
+from tui.screens.forms import FormField, FormScreen
 from tui.screens.jobs import JobWatching, announce
 from tui.screens.live import is_read_only
 from tui.screens.resources import ResourceScreen
@@ -101,6 +103,7 @@ VM_ACTIONS = {
     "eject_iso",
     "vm_console",
 }
+MIB = 2**20
 BULK_ACTIONS = {"start_vm", "stop_vm", "force_stop_vm"}
 
 
@@ -359,18 +362,24 @@ class VmActions(JobWatching):
         screen: Any = self
         caller = self.caller
 
-        def chosen(choice: tuple[str, str] | None) -> None:
+        def changed(vm_uuid: str | None, offering_name: str) -> None:
+            if vm_uuid is None:
+                return
+            screen.notify(escape(f"VM now has offering {offering_name}"), title="VM")
+            self.after_vm_change()
+
+        def chosen(choice: OfferingChoice | None) -> None:
             if choice is None:
                 return
-            offering_uuid, offering_name = choice
-
-            def done(vm: Any) -> None:
-                screen.notify(escape(f"VM {vm.name} now has offering {offering_name}"), title="VM")
-                self.after_vm_change()
-
+            if choice.limits is not None:  # the VM names its own sizes: ask for them
+                screen.app.push_screen(
+                    CustomSizesForm(caller, uuid, choice),
+                    lambda result: changed(result, choice.name),
+                )
+                return
             self.run_then(
-                lambda: compute.change_offering(caller, uuid, offering_uuid),
-                done,
+                lambda: compute.change_offering(caller, uuid, choice.uuid),
+                lambda vm: changed(vm.uuid, choice.name),
                 what="Change offering",
             )
 
@@ -695,7 +704,66 @@ class OfferingDialog(ChoiceDialog):
         _summary, choices = self.data
         for choice in choices:
             if choice.uuid == event.option.id and not choice.current:
-                self.dismiss((choice.uuid, choice.name))
+                self.dismiss(choice)
+
+
+class CustomSizesForm(FormScreen):
+    """A customized offering's sizes for a Stopped VM: CPU count, speed and memory within
+    the offering's limits (shown under each input); the engine checks them and places
+    nothing if no host of the zone could run the VM."""
+
+    NOUN = "VM's sizes"
+    FIELDS = [
+        FormField("cpu_count", "CPU count"),
+        FormField("cpu_mhz", "CPU speed (MHz)"),
+        FormField("memory_bytes", "Memory (MiB)"),
+    ]
+
+    def __init__(self, caller: Caller, vm_uuid: str, choice: OfferingChoice) -> None:
+        super().__init__(caller)
+        self.vm_uuid = vm_uuid
+        self.choice = choice
+
+    def title_text(self) -> str:
+        limits = self.choice.limits
+        assert limits is not None
+        return (
+            f"Sizes with customized offering {self.choice.name}: "
+            f"{limits.range_text('cpu_count')}, {limits.range_text('cpu_mhz')}, "
+            f"{limits.range_text('memory_bytes')}"
+        )
+
+    def initial_values(self) -> dict[str, str]:
+        # The VM's own sizes: changing to this offering often means "the same, but one
+        # more CPU".
+        summary = vm_views.vm_summaries(self.caller, [self.vm_uuid])[0]
+        return {
+            "cpu_count": str(summary.cpu_count),
+            "cpu_mhz": str(summary.cpu_mhz),
+            "memory_bytes": str(summary.memory_bytes // MIB),
+        }
+
+    def submit(self, values: dict[str, str]) -> str:
+        sizes = {name: _whole(self.fields(), name, values[name]) for name in values}
+        vm = compute.change_offering(
+            self.caller,
+            self.vm_uuid,
+            self.choice.uuid,
+            cpu_count=sizes["cpu_count"],
+            cpu_mhz=sizes["cpu_mhz"],
+            memory_bytes=sizes["memory_bytes"] * MIB,
+        )
+        return vm.uuid
+
+
+def _whole(fields: list[FormField], name: str, text: str) -> int:
+    label = next(f.label for f in fields if f.name == name)
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise InvalidParameter(
+            f"{label.lower()}: {text.strip()!r} is not a whole number", field=name
+        ) from None
 
 
 class VolumeDialog(ChoiceDialog):
