@@ -610,3 +610,29 @@ def test_copy_dialog_snapshot(zones: Zones, snap_compare: Any) -> None:
         await wait_for(pilot, lambda: getattr(pilot.app.screen, "loaded", False), "zones")
 
     assert snap_compare(app, terminal_size=(120, 24), run_before=loaded)
+
+
+def test_an_iso_registered_from_a_file(zones: Zones, tmp_path: Path) -> None:
+    from test_compute_attach import iso_bytes
+
+    cloud = zones.cloud
+    image = tmp_path / "rescue.iso"
+    image.write_bytes(iso_bytes())
+
+    def isos() -> list[tuple[str, str, str]]:
+        with cloud.db.read() as session:
+            rows = session.exec(select(Template).where(Template.format == "ISO"))
+            return [(t.name, t.format, t.state) for t in rows]
+
+    async def scenario(app: StratusApp, pilot: Pilot) -> None:
+        await runner_started(app, pilot)
+        await go(app, pilot, "templates")
+        await pilot.press("n")
+        form = await on_screen(pilot, app, RegisterTemplateForm, "the register form")
+        form.query_one("#input-name", Input).value = "rescue"
+        form.query_one("#input-format", Select).value = "ISO"
+        form.query_one("#input-path", Input).value = str(image)
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: isos() == [("rescue", "ISO", "Ready")], "the ISO", 60)
+
+    run_console(cloud, scenario)
