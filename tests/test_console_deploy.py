@@ -27,12 +27,14 @@ from engine.compute import DeployRequest, deploy_vm
 from engine.models import (
     AffinityGroup,
     AffinityGroupMember,
+    Host,
     ImageStore,
     ServiceOffering,
     StoragePool,
     Template,
     TemplateStoreRef,
     VirtualMachine,
+    Zone,
 )
 from engine.placement import create_affinity_group
 from engine.settings import update_setting
@@ -581,3 +583,49 @@ def test_an_iso_deploys_onto_a_blank_root_disk_sized_by_the_first_disk_offering(
     run_console(cloud, scenario)
     vm = vm_by_name(cloud, "inst")
     assert (vm.template_id, vm.iso_id) == (installer.id, installer.id)
+
+
+def test_the_wizard_deploys_on_the_demo_datacenter(cloud: Cloud, tmp_path: Path) -> None:
+    """The demo's own test-driver hosts, storage and Basic zone network: a template
+    registered onto its secondary storage, then the wizard to a Running VM."""
+    from compute_world import make_template
+
+    from engine.demo import build_demo
+
+    build_demo(cloud.admin, hosts=6, vms=0)
+    with cloud.db.read() as session:
+        store = session.exec(select(ImageStore).where(ImageStore.name == "ams-secondary-1")).one()
+    template = make_template(cloud, store, tmp_path / "images", name="demo-tiny")
+
+    async def scenario(app: StratusApp, pilot: Pilot) -> None:
+        await runner_started(app, pilot)
+        screen = await open_wizard(app, pilot)
+        choices = screen.choices
+        assert choices is not None
+        zone = next(z.uuid for z in choices.zones if z.name == "eu-west-basic")
+        screen.query_one("#select-zone", Select).value = zone
+        await wait_for(
+            pilot,
+            lambda: screen.choices is not None
+            and screen.choices.zone is not None
+            and screen.choices.zone.name == "eu-west-basic"
+            and any(t.uuid == template.uuid for t in screen.choices.templates),
+            "the zone's choices",
+        )
+        screen.query_one("#select-template", Select).value = template.uuid
+        screen.query_one("#input-name", Input).value = "demo-web"
+        await pilot.pause()
+        await click(pilot, screen, "#preview")
+        await wait_for(pilot, lambda: screen.preview is not None, "the preview")
+        shown = text_of(screen, "#deploy-preview")
+        assert "hosts of zone eu-west-basic fit" in shown
+        await click(pilot, screen, "#deploy")
+        await wait_for(pilot, lambda: vms(cloud).get("demo-web") == "Running", "Running", 60)
+
+    run_console(cloud, scenario)
+    vm = vm_by_name(cloud, "demo-web")
+    with cloud.db.read() as session:
+        host = session.get(Host, vm.host_id)
+        zone = session.get(Zone, vm.zone_id)
+    assert host is not None and host.uri.startswith("test:///")  # a demo host
+    assert zone is not None and zone.name == "eu-west-basic"
