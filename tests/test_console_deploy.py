@@ -606,10 +606,12 @@ def test_the_wizard_deploys_on_the_demo_datacenter(cloud: Cloud, tmp_path: Path)
         screen.query_one("#select-zone", Select).value = zone
         await wait_for(
             pilot,
-            lambda: screen.choices is not None
-            and screen.choices.zone is not None
-            and screen.choices.zone.name == "eu-west-basic"
-            and any(t.uuid == template.uuid for t in screen.choices.templates),
+            lambda: (
+                screen.choices is not None
+                and screen.choices.zone is not None
+                and screen.choices.zone.name == "eu-west-basic"
+                and any(t.uuid == template.uuid for t in screen.choices.templates)
+            ),
             "the zone's choices",
         )
         screen.query_one("#select-template", Select).value = template.uuid
