@@ -165,8 +165,12 @@ def test_a_resync_counts_a_paused_domain_as_what_a_suspended_vm_should_have(
     cloud = world.cloud
     vm = deployed(world, runner)
     run(runner, suspend_vm(cloud.admin, vm.uuid))
+    assert domain_state(manager, world, vm) == "paused"
     report = manager.resync_host(host_of(manager, world, vm))
-    assert report.drift == [] and report.missing == []
+    # Ours, where the database places it, and powered on as a suspended VM should be.
+    assert report.drift == [] and report.missing == [] and report.unknown == []
+    after = vm_by_name(cloud, vm.name)
+    assert after.state == VmState.SUSPENDED and after.power_state == PowerState.POWER_ON
 
 
 def _fail_at(step_name: str):  # type: ignore[no-untyped-def]

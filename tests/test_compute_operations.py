@@ -489,6 +489,13 @@ def test_change_to_a_customized_offering_takes_the_vms_own_sizes_within_its_limi
         change_offering(cloud.admin, vm.uuid, "flex", cpu_count=8)
     with rejects(cloud, InvalidParameter, "service offering 'tiny' is not customized"):
         change_offering(cloud.admin, vm.uuid, "tiny", cpu_count=2)
+    # The offering's host tags still apply to the VM's own sizes: no host carries 'gpu'.
+    offerings.create_service_offering(
+        cloud.admin, "flex-gpu", cpu_count=1, cpu_mhz=500, memory_bytes=128 * MIB,
+        customized=True, host_tags="gpu",
+    )  # fmt: skip
+    with rejects(cloud, InsufficientCapacity, "0 of 2 hosts fit"):
+        change_offering(cloud.admin, vm.uuid, "flex-gpu", cpu_count=1)
     changed = change_offering(cloud.admin, vm.uuid, "flex", cpu_count=3, memory_bytes=256 * MIB)
     assert (changed.cpu_count, changed.cpu_mhz, changed.memory_bytes) == (3, 500, 256 * MIB)
     assert vm_by_name(cloud, "web1").memory_bytes == 256 * MIB

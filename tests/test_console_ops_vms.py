@@ -219,7 +219,9 @@ def test_change_offering_of_a_stopped_vm_from_its_detail_screen(
             cloud.admin, "bigger").uuid)  # fmt: skip
         await pilot.press("enter")
         await wait_for(pilot, lambda: vm_by_name(cloud, "web").cpu_count == 2, "new sizes")
-        await wait_for(pilot, lambda: any("offering bigger" in t for t in toasts(app)), "toast")
+        await wait_for(
+            pilot, lambda: any("VM web now has offering bigger" in t for t in toasts(app)), "toast"
+        )
         assert vm_by_name(cloud, "web").memory_bytes == 128 * MIB
 
     run_console(cloud, scenario)
@@ -375,11 +377,20 @@ def test_change_to_a_customized_offering_asks_for_the_sizes_within_its_limits(
         error = form.query_one("#error-cpu_count", Static)
         await wait_for(pilot, lambda: "8 CPUs is outside 1-4 CPUs" in str(error.render()), "!")
         assert vm_by_name(cloud, "web").service_offering_id != flex.id
+        form.query_one("#input-cpu_count", Input).value = "three"
+        await pilot.press("ctrl+s")
+        await wait_for(
+            pilot,
+            lambda: "VM 'web': cpu count 'three' is not a whole number" in str(error.render()),
+            "not a number",
+        )
         form.query_one("#input-cpu_count", Input).value = "3"
         form.query_one("#input-memory_bytes", Input).value = "512"
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: vm_by_name(cloud, "web").cpu_count == 3, "new sizes")
-        await wait_for(pilot, lambda: any("offering flex" in t for t in toasts(app)), "toast")
+        await wait_for(
+            pilot, lambda: any("VM web now has offering flex" in t for t in toasts(app)), "toast"
+        )
 
     run_console(cloud, scenario)
     vm = vm_by_name(cloud, "web")

@@ -36,7 +36,7 @@ from engine.models import (
 from engine.storage import templates, volumes
 from engine.storage.templates import register_template
 from tests.conftest import missing_part
-from tests.helpers import GIB, MIB, make_zone
+from tests.helpers import GIB, MIB, db_snapshot, make_zone
 from tests.storage_site import Site, site_fixture  # noqa: F401
 from tui.app import StratusApp
 from tui.screens.jobs import JobsScreen
@@ -61,6 +61,25 @@ from tui.screens.storage_volumes import (
 from tui.widgets.confirm import ConfirmDialog
 
 # --- reading the database back ------------------------------------------------------------
+
+
+def write_pattern(disk: str, byte: int) -> None:
+    """Guest data written into a qcow2 file with qemu-io (its first 64 KiB)."""
+    subprocess.run(
+        ["qemu-io", "-f", "qcow2", "-c", f"write -P {byte} 0 64k", disk],
+        check=True,
+        capture_output=True,
+    )
+
+
+def holds_pattern(disk: str, byte: int) -> bool:
+    """Whether the file's first 64 KiB of guest data are all `byte` (qemu-io read -P)."""
+    done = subprocess.run(
+        ["qemu-io", "-f", "qcow2", "-c", f"read -P {byte} 0 64k", disk],
+        capture_output=True,
+        text=True,
+    )
+    return done.returncode == 0 and "Pattern verification failed" not in done.stdout
 
 
 def volume_named(cloud: Cloud, name: str) -> Volume | None:
@@ -284,6 +303,11 @@ def test_snapshot_created_reverted_and_deleted(site: Site) -> None:
         )
         snapshot = live_snapshots(cloud)[0]
         await wait_for(pilot, lambda: len(screen.rows) == 1, "the snapshot's row")
+        # After the snapshot the volume's first 64 KiB are written over; the revert must
+        # bring back what the snapshot holds (zeros: the template is blank).
+        disk = str(Path(site.pool.path) / str(volume_named(cloud, root.name).path))
+        write_pattern(disk, 0xAB)
+        assert holds_pattern(disk, 0xAB)
 
         # Revert: the dialog says the volume's data is replaced; Enter cancels.
         await to_row(app, pilot, snapshot.name)
@@ -305,6 +329,7 @@ def test_snapshot_created_reverted_and_deleted(site: Site) -> None:
             seconds=60,
         )
         assert volume_named(cloud, root.name).state == VolumeState.READY
+        assert holds_pattern(disk, 0x00) and not holds_pattern(disk, 0xAB)
 
         # A template made from the snapshot: a CreateTemplate job.
         await to_row(app, pilot, snapshot.name)
@@ -587,9 +612,18 @@ def test_read_only_shows_no_storage_action(zones: Zones) -> None:
     async def scenario(app: StratusApp, pilot: Pilot) -> None:
         for view, keys in (
             ("templates", ("register_template", "copy_template", "delete_template")),
-            ("vols", ("create_volume", "attach_volume", "delete_volume", "resize_volume")),
-            ("snapshots", ("create_snapshot", "revert_snapshot", "delete_snapshot")),
-        ):
+            (
+                "vols",
+                (
+                    "create_volume", "attach_volume", "detach_volume", "delete_volume",
+                    "resize_volume", "snapshot_volume",
+                ),
+            ),
+            (
+                "snapshots",
+                ("create_snapshot", "revert_snapshot", "delete_snapshot", "template_from"),
+            ),
+        ):  # fmt: skip
             await go(app, pilot, view)
             assert view == "snapshots" or app.screen.cursor_row is not None
             shown = {b.binding.action for b in app.active_bindings.values() if b.enabled}
@@ -599,8 +633,14 @@ def test_read_only_shows_no_storage_action(zones: Zones) -> None:
         await pilot.press("ctrl+d", "y")
         await settle(app, pilot)
         assert isinstance(app.screen, TemplatesScreen)
+        await go(app, pilot, "vols")
+        await pilot.press("n", "a", "d", "r", "ctrl+d", "S")
+        await settle(app, pilot)
+        assert isinstance(app.screen, StorageScreen)  # no form, no dialog opened
 
+    before = db_snapshot(zones.cloud)
     run_console(zones.cloud, scenario, read_only=True)
+    assert db_snapshot(zones.cloud) == before  # no job, no row changed
 
 
 def test_copy_dialog_snapshot(zones: Zones, snap_compare: Any) -> None:

@@ -25,7 +25,7 @@ from sqlalchemy import update
 
 from engine import topology
 from engine.bootstrap import Cloud
-from engine.errors import InsufficientCapacity, StateConflict
+from engine.errors import InsufficientCapacity, InvalidParameter, StateConflict
 from engine.hosts import domains, maintenance
 from engine.hosts.maintenance import (
     cancel_maintenance,
@@ -139,6 +139,9 @@ def test_preparing_is_refused_while_a_vm_is_transitional_and_nothing_changes(wor
     with rejects(cloud, StateConflict, "host 'h0': VM 'web1' (Stopping)", "must finish its job"):
         prepare_host_for_maintenance(cloud.admin, "h0")
     assert host_named(cloud, "h0").resource_state == "Enabled"
+    for bad in (0, -1.5, "soon", True):
+        with rejects(cloud, InvalidParameter, "host 'h0': stop timeout", field="stop_timeout"):
+            prepare_host_for_maintenance(cloud.admin, "h0", stop_timeout=bad)  # type: ignore[arg-type]
 
 
 def test_which_states_may_be_prepared_and_cancelled(world, runner) -> None:

@@ -47,6 +47,7 @@ from engine.models import (
     Zone,
     utcnow,
 )
+from engine.offerings import tag_list
 from engine.placement import Avoid, PlacementRequest, place_vm, preview
 from engine.settings import effective_value
 
@@ -784,12 +785,15 @@ def change_offering(
     sizes = vm_sizes(f"VM '{vm.name}'", offering, wanted)
     # Raises InsufficientCapacity (naming what excluded each host) when nothing fits.
     if offering.is_customized:
+        # The VM's own sizes; the offering still brings its host tags and planner.
         request = PlacementRequest(
             zone=zone.uuid,
             cpu_count=sizes[0],
             cpu_mhz=sizes[1],
             memory_bytes=sizes[2],
             account=account.uuid,
+            template_tags=tuple(tag_list(offering.host_tags)),
+            planner=offering.deployment_planner,
         )
     else:
         request = PlacementRequest(zone=zone.uuid, offering=offering.uuid, account=account.uuid)

@@ -273,9 +273,15 @@ def prepare_host_for_maintenance(
     before it is forced off."""
     if stop_timeout is None:
         stop_timeout = operations.STOP_TIMEOUT
-    if stop_timeout <= 0:
+    if (
+        isinstance(stop_timeout, bool)
+        or not isinstance(stop_timeout, int | float)
+        or not stop_timeout > 0
+    ):
         raise InvalidParameter(
-            f"stop timeout {stop_timeout!r} must be positive", field="stop_timeout"
+            f"host '{host_ref}': stop timeout {stop_timeout!r} must be a positive number of "
+            "seconds",
+            field="stop_timeout",
         )
     plan = maintenance_plan(caller, host_ref)
     busy = plan.busy

@@ -38,6 +38,7 @@ from engine.details import HostDetail
 from engine.errors import StratusError
 from engine.hosts.handlers import submit_host_job
 from engine.hosts.maintenance import (
+    IN_MAINTENANCE,
     MaintenancePlan,
     cancel_maintenance,
     maintenance_plan,
@@ -65,7 +66,6 @@ HOST_ACTIONS = {
     "prepare_maintenance",
     "cancel_maintenance",
 }
-IN_MAINTENANCE = ("PrepareForMaintenance", "Maintenance", "ErrorInMaintenance")
 SHOWN_VMS = 8
 
 

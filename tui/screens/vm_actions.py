@@ -53,6 +53,7 @@ from engine.compute.queries import (
     console_target,
 )
 from engine.context import Caller
+from engine.custom_sizes import MIB
 from engine.details import VmDetail
 from engine.errors import InvalidParameter
 from engine.job_views import JobView
@@ -103,7 +104,6 @@ VM_ACTIONS = {
     "eject_iso",
     "vm_console",
 }
-MIB = 2**20
 BULK_ACTIONS = {"start_vm", "stop_vm", "force_stop_vm"}
 
 
@@ -362,24 +362,23 @@ class VmActions(JobWatching):
         screen: Any = self
         caller = self.caller
 
-        def changed(vm_uuid: str | None, offering_name: str) -> None:
-            if vm_uuid is None:
+        def chosen(picked: tuple[OfferingChoice, str] | None) -> None:
+            if picked is None:
                 return
-            screen.notify(escape(f"VM now has offering {offering_name}"), title="VM")
-            self.after_vm_change()
+            choice, vm_name = picked
 
-        def chosen(choice: OfferingChoice | None) -> None:
-            if choice is None:
-                return
+            def changed(vm_uuid: str | None) -> None:
+                if vm_uuid is None:
+                    return
+                screen.notify(escape(f"VM {vm_name} now has offering {choice.name}"), title="VM")
+                self.after_vm_change()
+
             if choice.limits is not None:  # the VM names its own sizes: ask for them
-                screen.app.push_screen(
-                    CustomSizesForm(caller, uuid, choice),
-                    lambda result: changed(result, choice.name),
-                )
+                screen.app.push_screen(CustomSizesForm(caller, uuid, vm_name, choice), changed)
                 return
             self.run_then(
                 lambda: compute.change_offering(caller, uuid, choice.uuid),
-                lambda vm: changed(vm.uuid, choice.name),
+                lambda vm: changed(vm.uuid),
                 what="Change offering",
             )
 
@@ -701,10 +700,10 @@ class OfferingDialog(ChoiceDialog):
 
     @on(OptionList.OptionSelected, "#choice-list")
     def _picked(self, event: OptionList.OptionSelected) -> None:
-        _summary, choices = self.data
+        summary, choices = self.data
         for choice in choices:
             if choice.uuid == event.option.id and not choice.current:
-                self.dismiss(choice)
+                self.dismiss((choice, summary.name))
 
 
 class CustomSizesForm(FormScreen):
@@ -719,16 +718,17 @@ class CustomSizesForm(FormScreen):
         FormField("memory_bytes", "Memory (MiB)"),
     ]
 
-    def __init__(self, caller: Caller, vm_uuid: str, choice: OfferingChoice) -> None:
+    def __init__(self, caller: Caller, vm_uuid: str, vm_name: str, choice: OfferingChoice) -> None:
         super().__init__(caller)
         self.vm_uuid = vm_uuid
+        self.vm_name = vm_name
         self.choice = choice
 
     def title_text(self) -> str:
         limits = self.choice.limits
         assert limits is not None
         return (
-            f"Sizes with customized offering {self.choice.name}: "
+            f"Sizes of VM {self.vm_name} with customized offering {self.choice.name}: "
             f"{limits.range_text('cpu_count')}, {limits.range_text('cpu_mhz')}, "
             f"{limits.range_text('memory_bytes')}"
         )
@@ -744,7 +744,8 @@ class CustomSizesForm(FormScreen):
         }
 
     def submit(self, values: dict[str, str]) -> str:
-        sizes = {name: _whole(self.fields(), name, values[name]) for name in values}
+        label = f"VM '{self.vm_name}'"
+        sizes = {name: _whole(label, self.fields(), name, values[name]) for name in values}
         vm = compute.change_offering(
             self.caller,
             self.vm_uuid,
@@ -756,13 +757,13 @@ class CustomSizesForm(FormScreen):
         return vm.uuid
 
 
-def _whole(fields: list[FormField], name: str, text: str) -> int:
-    label = next(f.label for f in fields if f.name == name)
+def _whole(label: str, fields: list[FormField], name: str, text: str) -> int:
+    what = next(f.label for f in fields if f.name == name)
     try:
         return int(text.strip())
     except ValueError:
         raise InvalidParameter(
-            f"{label.lower()}: {text.strip()!r} is not a whole number", field=name
+            f"{label}: {what.lower()} {text.strip()!r} is not a whole number", field=name
         ) from None
 
 
