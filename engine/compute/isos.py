@@ -139,9 +139,8 @@ def _record(
 
 
 def run_attach_iso(ctx: StepContext) -> dict[str, Any]:
-    with ctx.db.read() as session:
-        iso = resolve(session, Template, str(ctx.params["iso"]), "ISO", field="iso")
-    vm, iso = check_attach_iso(ctx.caller, str(ctx.resource_uuid), iso.uuid)
+    # Checked again: the VM or the ISO may have changed since the job was submitted.
+    vm, iso = check_attach_iso(ctx.caller, str(ctx.resource_uuid), str(ctx.params["iso"]))
     with ctx.db.read() as session:
         zone = session.get(Zone, vm.zone_id)
         assert zone is not None

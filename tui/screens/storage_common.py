@@ -76,6 +76,16 @@ class StorageScreen(JobWatching, ResourceScreen):
     def may_act(self, *, row: bool = True) -> bool:
         return not is_read_only(self.app) and (not row or self.cursor_row is not None)
 
+    def _cursor(self) -> dict[str, str] | None:
+        """The cursor's row to act on ({column id: text} and its "uuid"), or None when
+        there is none or acting is not allowed."""
+        cells = cells_of(self)
+        if cells is None or not self.may_act():
+            return None
+        assert self.cursor_row is not None
+        cells["uuid"] = self.cursor_row.key
+        return cells
+
     # --- jobs ------------------------------------------------------------------------------
 
     def follow(self, submit: Callable[[], Any], what: str, *, at_once: str = "") -> None:

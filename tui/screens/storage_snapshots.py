@@ -26,7 +26,7 @@ from engine.context import Caller
 from engine.models import VolumeState
 from engine.storage import snapshots
 from tui.screens.forms import FormField, FormScreen
-from tui.screens.storage_common import StorageScreen, cells_of
+from tui.screens.storage_common import StorageScreen
 from tui.screens.vm_actions import ChoiceDialog
 from tui.widgets.confirm import Confirmation, ConfirmDialog
 
@@ -108,14 +108,6 @@ class SnapshotsScreen(StorageScreen):
         Binding("ctrl+d", "delete_snapshot", "Delete", id="snapshot.delete"),
         Binding("T", "template_from", "Make template", id="snapshot.template"),
     ]
-
-    def _cursor(self) -> dict[str, str] | None:
-        cells = cells_of(self)
-        if cells is None or not self.may_act():
-            return None
-        assert self.cursor_row is not None
-        cells["uuid"] = self.cursor_row.key
-        return cells
 
     def action_create_snapshot(self) -> None:
         if not self.may_act(row=False):

@@ -29,7 +29,7 @@ from engine.context import Caller
 from engine.models import ImageStore, Template, TemplateState, TemplateStoreRef, Zone
 from engine.storage import templates
 from tui.screens.forms import FormField, FormScreen
-from tui.screens.storage_common import StorageScreen, cells_of
+from tui.screens.storage_common import StorageScreen
 from tui.screens.vm_actions import ChoiceDialog
 from tui.widgets.confirm import Confirmation, ConfirmDialog
 from tui.widgets.gauge import human_bytes
@@ -200,14 +200,6 @@ class TemplatesScreen(StorageScreen):
         if action == "details":
             return self.cursor_row is not None
         return super().check_action(action, parameters)
-
-    def _cursor(self) -> dict[str, str] | None:
-        cells = cells_of(self)
-        if cells is None or not self.may_act():
-            return None
-        assert self.cursor_row is not None
-        cells["uuid"] = self.cursor_row.key
-        return cells
 
     def action_details(self) -> None:
         row = self.cursor_row

@@ -217,14 +217,6 @@ class VolumesScreen(StorageScreen):
         Binding("S", "snapshot_volume", "Snapshot", id="volume.snapshot"),
     ]
 
-    def _cursor(self) -> dict[str, str] | None:
-        row = self.cursor_row
-        if row is None or not self.may_act():
-            return None
-        cells = {c.id: cell for c, cell in zip(self.view.columns, row.cells, strict=True)}
-        cells["uuid"] = row.key
-        return cells
-
     # --- create ----------------------------------------------------------------------------
 
     def action_create_volume(self) -> None:
