@@ -337,23 +337,35 @@ class VmActions(JobWatching):
 
     # --- migrate, change offering ------------------------------------------------------------
 
-    def action_migrate_vm(self) -> None:
-        uuid = self._needs_one("Migrate")
+    def _choose_then_submit(
+        self,
+        what: str,
+        dialog: Callable[[Caller, str], ChoiceDialog],
+        submit: Callable[[str, str], Job],
+        done: Callable[[str], str],
+    ) -> None:
+        """Pick from `dialog` (it dismisses with (uuid, name, VM name)), then submit
+        `submit(vm uuid, picked uuid)`; `done(picked name)` words the toast."""
+        uuid = self._needs_one(what)
         if uuid is None:
             return
         screen: Any = self
-        caller = self.caller
 
         def chosen(choice: tuple[str, str, str] | None) -> None:
-            if choice is None:
-                return
-            host_uuid, host_name, vm_name = choice
-            self._submit(
-                [(vm_name, lambda: compute.migrate_vm(caller, uuid, host_uuid))],
-                f"Migrate to host {host_name}:",
-            )
+            if choice is not None:
+                picked_uuid, picked_name, vm_name = choice
+                self._submit([(vm_name, lambda: submit(uuid, picked_uuid))], done(picked_name))
 
-        screen.app.push_screen(MigrateDialog(caller, uuid), chosen)
+        screen.app.push_screen(dialog(self.caller, uuid), chosen)
+
+    def action_migrate_vm(self) -> None:
+        caller = self.caller
+        self._choose_then_submit(
+            "Migrate",
+            MigrateDialog,
+            lambda vm, host: compute.migrate_vm(caller, vm, host),
+            lambda host: f"Migrate to host {host}:",
+        )
 
     def action_change_offering(self) -> None:
         uuid = self._needs_one("Change offering")
@@ -417,21 +429,13 @@ class VmActions(JobWatching):
     # --- volumes and ISOs ------------------------------------------------------------------------
 
     def action_attach_volume(self) -> None:
-        uuid = self._needs_one("Attach volume")
-        if uuid is None:
-            return
-        screen: Any = self
         caller = self.caller
-
-        def chosen(choice: tuple[str, str, str] | None) -> None:
-            if choice is not None:
-                volume_uuid, volume_name, vm_name = choice
-                self._submit(
-                    [(vm_name, lambda: attach_volume(caller, volume_uuid, uuid))],
-                    f"Attach volume {volume_name} to",
-                )
-
-        screen.app.push_screen(VolumeDialog(caller, uuid, attach=True), chosen)
+        self._choose_then_submit(
+            "Attach volume",
+            lambda c, vm: VolumeDialog(c, vm, attach=True),
+            lambda vm, volume: attach_volume(caller, volume, vm),
+            lambda volume: f"Attach volume {volume} to",
+        )
 
     def action_detach_volume(self) -> None:
         uuid = self._needs_one("Detach volume")
@@ -459,21 +463,13 @@ class VmActions(JobWatching):
         screen.app.push_screen(VolumeDialog(caller, uuid, attach=False), chosen)
 
     def action_attach_iso(self) -> None:
-        uuid = self._needs_one("Attach ISO")
-        if uuid is None:
-            return
-        screen: Any = self
         caller = self.caller
-
-        def chosen(choice: tuple[str, str, str] | None) -> None:
-            if choice is not None:
-                iso_uuid, iso_name, vm_name = choice
-                self._submit(
-                    [(vm_name, lambda: compute.attach_iso(caller, uuid, iso_uuid))],
-                    f"Attach ISO {iso_name} to",
-                )
-
-        screen.app.push_screen(IsoDialog(caller, uuid), chosen)
+        self._choose_then_submit(
+            "Attach ISO",
+            IsoDialog,
+            lambda vm, iso: compute.attach_iso(caller, vm, iso),
+            lambda iso: f"Attach ISO {iso} to",
+        )
 
     def action_eject_iso(self) -> None:
         uuid = self._needs_one("Eject ISO")
