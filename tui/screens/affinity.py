@@ -15,24 +15,16 @@ from typing import Any
 
 from rich.markup import escape
 from rich.text import Text
-from textual import on
-from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
 from engine.affinity import AffinityGroupView, affinity_groups_overview
-from engine.context import Caller
 from engine.models import AffinityGroupType
 from engine.placement import groups as affinity_groups
-from tui.screens.dashboard import replace_options
 from tui.screens.forms import FormField, FormScreen
-from tui.screens.jobs import JobWatching
-from tui.screens.live import Clock, LiveScreen, LiveStatus, is_read_only
+from tui.screens.group_lists import GroupListScreen
+from tui.screens.live import is_read_only
 from tui.widgets.confirm import Confirmation, ConfirmDialog
-from tui.widgets.crumbs import Breadcrumbs
-from tui.widgets.key_bar import KeyBar
-from tui.widgets.title_bar import TitleBar
 
 AG_ACTIONS = {"new_group", "delete_group"}
 
@@ -82,7 +74,7 @@ def overview_options(groups: list[AffinityGroupView]) -> list[Option]:
     return options
 
 
-class AffinityScreen(JobWatching, LiveScreen):
+class AffinityScreen(GroupListScreen):
     TITLE = "Affinity groups"
     WHAT = "Affinity groups refresh"
     BINDINGS = [
@@ -91,33 +83,9 @@ class AffinityScreen(JobWatching, LiveScreen):
         Binding("ctrl+d", "delete_group", "Delete group", id="ag.delete_group"),
         Binding("escape", "back", "Back", id="ag.back"),
     ]
-    DEFAULT_CSS = """
-    AffinityScreen #ag-list {
-        height: 1fr;
-        border: round $secondary;
-        background: $background;
-    }
-    """
-
-    def __init__(
-        self, caller: Caller, *, refresh_seconds: float = 2.0, clock: Clock | None = None
-    ) -> None:
-        super().__init__(caller, refresh_seconds=refresh_seconds, clock=clock)
-        self.crumb = "Affinity groups"
-        self.groups: list[AffinityGroupView] = []
-
-    def compose(self) -> ComposeResult:
-        yield TitleBar()
-        yield Breadcrumbs()
-        yield LiveStatus("Loading the affinity groups…", markup=False)
-        groups = OptionList(id="ag-list")
-        groups.border_title = "Affinity groups and their VMs"
-        yield groups
-        yield KeyBar()
-
-    def on_mount(self) -> None:
-        super().on_mount()
-        self.query_one("#ag-list", OptionList).focus()
+    LIST_ID = "ag-list"
+    LIST_TITLE = "Affinity groups and their VMs"
+    LOADING = "Loading the affinity groups…"
 
     def fetch(self) -> list[AffinityGroupView]:
         return affinity_groups_overview(self.caller)
@@ -125,21 +93,15 @@ class AffinityScreen(JobWatching, LiveScreen):
     def status_text(self, data: list[AffinityGroupView]) -> str:
         return f"{len(data)} groups · {sum(g.vms for g in data)} VMs in them"
 
-    def show(self, data: list[AffinityGroupView]) -> None:
-        self.groups = data
-        replace_options(self.query_one("#ag-list", OptionList), overview_options(data))
-        self.refresh_bindings()
+    def options(self, data: list[AffinityGroupView]) -> list[Option]:
+        return overview_options(data)
 
     def selected(self) -> AffinityGroupView | None:
-        option = self.query_one("#ag-list", OptionList).highlighted_option
+        option = self.group_list.highlighted_option
         if option is None or option.id is None:
             return None
         group_uuid = option.id.rpartition(":")[2]
         return next((g for g in self.groups if g.uuid == group_uuid), None)
-
-    @on(OptionList.OptionHighlighted, "#ag-list")
-    def _moved(self, _event: OptionList.OptionHighlighted) -> None:
-        self.refresh_bindings()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action not in AG_ACTIONS:
@@ -190,6 +152,3 @@ class AffinityScreen(JobWatching, LiveScreen):
             done,
             what="Deleting the group",
         )
-
-    async def action_back(self) -> None:
-        await self.app.run_action("back")

@@ -14,23 +14,16 @@ from typing import Any
 
 from rich.markup import escape
 from rich.text import Text
-from textual import on
-from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
 from engine.context import Caller
 from engine.ipam import security_groups
 from engine.security_group_views import GroupView, RuleView, security_groups_overview
-from tui.screens.dashboard import replace_options
 from tui.screens.forms import FormField, FormScreen
-from tui.screens.jobs import JobWatching
-from tui.screens.live import Clock, LiveScreen, LiveStatus, is_read_only
+from tui.screens.group_lists import GroupListScreen
+from tui.screens.live import is_read_only
 from tui.widgets.confirm import Confirmation, ConfirmDialog
-from tui.widgets.crumbs import Breadcrumbs
-from tui.widgets.key_bar import KeyBar
-from tui.widgets.title_bar import TitleBar
 
 SG_ACTIONS = {"add_rule", "remove_rule", "new_group"}
 
@@ -120,7 +113,7 @@ def overview_options(groups: list[GroupView]) -> list[Option]:
     return options
 
 
-class SecurityGroupsScreen(JobWatching, LiveScreen):
+class SecurityGroupsScreen(GroupListScreen):
     TITLE = "Security groups"
     WHAT = "Security groups refresh"
     BINDINGS = [
@@ -130,33 +123,9 @@ class SecurityGroupsScreen(JobWatching, LiveScreen):
         Binding("n", "new_group", "New group", id="sg.new_group"),
         Binding("escape", "back", "Back", id="sg.back"),
     ]
-    DEFAULT_CSS = """
-    SecurityGroupsScreen #sg-list {
-        height: 1fr;
-        border: round $secondary;
-        background: $background;
-    }
-    """
-
-    def __init__(
-        self, caller: Caller, *, refresh_seconds: float = 2.0, clock: Clock | None = None
-    ) -> None:
-        super().__init__(caller, refresh_seconds=refresh_seconds, clock=clock)
-        self.crumb = "Security groups"
-        self.groups: list[GroupView] = []
-
-    def compose(self) -> ComposeResult:
-        yield TitleBar()
-        yield Breadcrumbs()
-        yield LiveStatus("Loading the security groups…", markup=False)
-        groups = OptionList(id="sg-list")
-        groups.border_title = "Security groups and rules"
-        yield groups
-        yield KeyBar()
-
-    def on_mount(self) -> None:
-        super().on_mount()
-        self.query_one("#sg-list", OptionList).focus()
+    LIST_ID = "sg-list"
+    LIST_TITLE = "Security groups and rules"
+    LOADING = "Loading the security groups…"
 
     def fetch(self) -> list[GroupView]:
         return security_groups_overview(self.caller)
@@ -165,13 +134,11 @@ class SecurityGroupsScreen(JobWatching, LiveScreen):
         rules = sum(len(g.rules) for g in data)
         return f"{len(data)} groups · {rules} rules"
 
-    def show(self, data: list[GroupView]) -> None:
-        self.groups = data
-        replace_options(self.query_one("#sg-list", OptionList), overview_options(data))
-        self.refresh_bindings()
+    def options(self, data: list[GroupView]) -> list[Option]:
+        return overview_options(data)
 
     def selected(self) -> tuple[GroupView | None, RuleView | None]:
-        option = self.query_one("#sg-list", OptionList).highlighted_option
+        option = self.group_list.highlighted_option
         if option is None or option.id is None:
             return None, None
         kind, _, rest = option.id.partition(":")
@@ -181,10 +148,6 @@ class SecurityGroupsScreen(JobWatching, LiveScreen):
         if group is not None and rule_uuid:
             rule = next((r for r in group.rules if r.uuid == rule_uuid), None)
         return group, rule
-
-    @on(OptionList.OptionHighlighted, "#sg-list")
-    def _moved(self, _event: OptionList.OptionHighlighted) -> None:
-        self.refresh_bindings()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action not in SG_ACTIONS:
@@ -240,6 +203,3 @@ class SecurityGroupsScreen(JobWatching, LiveScreen):
             done,
             what="Removing the rule",
         )
-
-    async def action_back(self) -> None:
-        await self.app.run_action("back")
