@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.screen import Screen
 from textual.widgets import Static
 
 from engine.job_views import JobView
@@ -85,6 +86,22 @@ class StorageScreen(JobWatching, ResourceScreen):
         assert self.cursor_row is not None
         cells["uuid"] = self.cursor_row.key
         return cells
+
+    def choose_then_follow(
+        self,
+        dialog: Screen[Any],
+        submit: Callable[[str], Any],
+        what: Callable[[str], str],
+    ) -> None:
+        """Open `dialog` (it dismisses with (uuid, name) or None), then `follow` the
+        engine call `submit(uuid)`; `what(name)` words the progress line."""
+
+        def chosen(choice: tuple[str, str] | None) -> None:
+            if choice is not None:
+                uuid, name = choice
+                self.follow(lambda: submit(uuid), what(name))
+
+        self.app.push_screen(dialog, chosen)
 
     # --- jobs ------------------------------------------------------------------------------
 

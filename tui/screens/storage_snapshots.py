@@ -113,15 +113,11 @@ class SnapshotsScreen(StorageScreen):
         if not self.may_act(row=False):
             return
         caller = self.caller
-
-        def chosen(choice: tuple[str, str] | None) -> None:
-            if choice is not None:
-                uuid, name = choice
-                self.follow(
-                    lambda: snapshots.create_snapshot(caller, uuid), f"Snapshot of volume {name}"
-                )
-
-        self.app.push_screen(PickVolumeDialog(caller, self.scope), chosen)
+        self.choose_then_follow(
+            PickVolumeDialog(caller, self.scope),
+            lambda volume: snapshots.create_snapshot(caller, volume),
+            lambda volume: f"Snapshot of volume {volume}",
+        )
 
     def action_revert_snapshot(self) -> None:
         cells = self._cursor()

@@ -228,16 +228,11 @@ class TemplatesScreen(StorageScreen):
         if cells is None:
             return
         caller, uuid, name = self.caller, cells["uuid"], cells["name"]
-
-        def chosen(choice: tuple[str, str] | None) -> None:
-            if choice is not None:
-                zone_uuid, zone_name = choice
-                self.follow(
-                    lambda: templates.copy_template(caller, uuid, zone_uuid),
-                    f"Copy {name} to zone {zone_name}",
-                )
-
-        self.app.push_screen(CopyDialog(caller, uuid), chosen)
+        self.choose_then_follow(
+            CopyDialog(caller, uuid),
+            lambda zone: templates.copy_template(caller, uuid, zone),
+            lambda zone: f"Copy {name} to zone {zone}",
+        )
 
     def action_delete_template(self) -> None:
         cells = self._cursor()

@@ -247,16 +247,11 @@ class VolumesScreen(StorageScreen):
         if cells is None:
             return
         caller, uuid, name = self.caller, cells["uuid"], cells["name"]
-
-        def chosen(choice: tuple[str, str] | None) -> None:
-            if choice is not None:
-                vm_uuid, vm_name = choice
-                self.follow(
-                    lambda: volumes.attach_volume(caller, uuid, vm_uuid),
-                    f"Attach volume {name} to VM {vm_name}",
-                )
-
-        self.app.push_screen(AttachDialog(caller, uuid), chosen)
+        self.choose_then_follow(
+            AttachDialog(caller, uuid),
+            lambda vm: volumes.attach_volume(caller, uuid, vm),
+            lambda vm: f"Attach volume {name} to VM {vm}",
+        )
 
     def action_detach_volume(self) -> None:
         cells = self._cursor()
