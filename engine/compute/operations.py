@@ -148,9 +148,16 @@ def migrate_vm(caller: Caller, vm_ref: str, host_ref: str) -> Job:
     with caller.db.read() as session:
         vm = resolve(session, VirtualMachine, vm_ref, "VM", field="vm")
         target = resolve(session, Host, host_ref, "host", field="host")
+    check_migration_target(caller, vm, target)
+    return submit_operation(caller, "MigrateVM", vm.uuid, {"host": target.uuid})
+
+
+def check_migration_target(caller: Caller, vm: VirtualMachine, target: Host) -> None:
+    """migrate_vm's rules for a target host (another host of the VM's cluster, Up and
+    Enabled, with room for the VM's sizes); a typed error naming the broken one."""
+    with caller.db.read() as session:
         _check_target(session, vm, target)
     _check_target_capacity(caller, vm, target)
-    return submit_operation(caller, "MigrateVM", vm.uuid, {"host": target.uuid})
 
 
 def _check_target_capacity(caller: Caller, vm: VirtualMachine, target: Host) -> None:

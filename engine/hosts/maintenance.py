@@ -46,7 +46,6 @@ from engine.models import (
     ClaimState,
     Cluster,
     Host,
-    HostStatus,
     Job,
     PlacementClaim,
     ResourceState,
@@ -187,23 +186,16 @@ def _choose_target(caller: Caller, vm: VirtualMachine, source: Host) -> tuple[Ho
         return session.get(Host, plan.host_id), plan.how
 
 
-def _still_fits(caller: Caller, vm: VirtualMachine, source: Host, target_uuid: str) -> Host | None:
+def _still_fits(caller: Caller, vm: VirtualMachine, target_uuid: str) -> Host | None:
     """The planned target, if a migration there would still be accepted (migrate_vm's
-    rules: same cluster, Up and Enabled, room for the VM with the host pinned)."""
+    own checks)."""
     with caller.db.read() as session:
         target = session.exec(select(Host).where(Host.uuid == target_uuid)).first()
-        if (
-            target is None
-            or target.id == source.id
-            or target.cluster_id != source.cluster_id
-            or target.status != HostStatus.UP
-            or target.resource_state != RS.ENABLED
-        ):
-            return None
-        request = _sizes(session, vm, pinned_host=target.uuid)
+    if target is None:
+        return None
     try:
-        preview(caller, request)
-    except InsufficientCapacity:
+        operations.check_migration_target(caller, vm, target)
+    except (InvalidParameter, InsufficientCapacity):
         return None
     return target
 
@@ -524,7 +516,7 @@ def _drain_one(
 ) -> str:
     """Migrate `vm` (to its planned target if that still fits, else wherever placement
     says) or, when no host fits, stop it. Returns what happened."""
-    target = _still_fits(ctx.caller, vm, host, planned) if planned else None
+    target = _still_fits(ctx.caller, vm, planned) if planned else None
     reason = SUSPENDED_REASON if vm.state == S.SUSPENDED else ""
     if target is None and not reason:
         target, reason = _choose_target(ctx.caller, vm, host)
